@@ -1,0 +1,3 @@
+from tailban.cli import main
+
+raise SystemExit(main())

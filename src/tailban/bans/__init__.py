@@ -1,0 +1,1 @@
+"""Bans: which addresses are blocked, until when, and what the firewall still owes."""

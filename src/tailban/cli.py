@@ -1,0 +1,246 @@
+"""``tailban``: the daemon's subcommands and the client side of every control command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from tailban import __version__
+from tailban.config.errors import ConfigError
+from tailban.config.load import DEFAULT_CONFDIR, load_config, load_daemon_settings
+from tailban.control.client import CommandFailed, DaemonUnavailable, call
+from tailban.core.durations import format_duration
+
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tailban", description="Follow authentication logs and ban brute-force sources.")
+    parser.add_argument("-c", "--conf", default=os.environ.get("TAILBAN_CONF", DEFAULT_CONFDIR),
+                        help="configuration directory (default %(default)s)")
+    parser.add_argument("-s", "--socket", help="control socket (default: from tailban.conf)")
+    parser.add_argument("-V", "--version", action="version", version=f"tailban {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_text: str, json_flag: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = add("run", "run the daemon in the foreground (systemd, containers)")
+    p.add_argument("--from-start", action="store_true",
+                   help="read log files never seen before from their start, not their end")
+    p = add("start", "start the daemon in the background (python-daemon, pidfile)")
+    p.add_argument("--from-start", action="store_true")
+    p = add("stop", "stop the daemon; bans stay in the kernel unless --flush")
+    p.add_argument("--flush", action="store_true",
+                   help="also remove tailban's firewall table (fail2ban's behaviour)")
+    add("reload", "re-read the configuration; a broken one is refused, the old one kept")
+    add("ping", "check that the daemon answers")
+    p = add("status", "jails, counters and firewall state", json_flag=True)
+    p.add_argument("jail", nargs="?")
+    p = add("banned", "list current bans", json_flag=True)
+    p.add_argument("jail", nargs="?")
+    p = add("ban", "ban an address by hand")
+    p.add_argument("jail")
+    p.add_argument("ip")
+    p.add_argument("--bantime", help="override the jail's bantime (e.g. 1h, 1d, -1)")
+    p = add("unban", "lift the ban of an address (from every jail unless --jail)")
+    p.add_argument("ip")
+    p.add_argument("--jail")
+    add("reconcile", "rewrite tailban's firewall objects from the ban database")
+    p = add("check", "validate the configuration without starting", json_flag=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"tailban: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except DaemonUnavailable as exc:
+        print(f"tailban: {exc} (is the daemon running?)", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except CommandFailed as exc:
+        print(f"tailban: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _socket(args: argparse.Namespace) -> str:
+    return str(args.socket or load_daemon_settings(args.conf).socket)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command in ("run", "start", "check"):
+        config = load_config(args.conf)
+        if args.socket:
+            from dataclasses import replace
+            config = replace(config, daemon=replace(config.daemon, socket=args.socket))
+        for warning in config.warnings:
+            print(f"tailban: warning: {warning}", file=sys.stderr)
+        if command == "check":
+            return _check(config, args.json)
+        from tailban.daemon.runtime import daemonise, run_foreground, setup_logging
+        if command == "run":
+            setup_logging(config.daemon.logtarget, config.daemon.loglevel)
+            return run_foreground(config, from_start=args.from_start)
+        return _start(config, args.from_start, daemonise)
+    sock = _socket(args)
+    if command == "stop":
+        return _stop(args, sock)
+    if command == "ping":
+        print(call(sock, "ping", timeout=5.0))
+        return 0
+    if command == "reload":
+        result = call(sock, "reload")
+        for warning in result.get("warnings", []):
+            print(f"warning: {warning}")
+        print(f"reloaded: jails {', '.join(result['jails']) or 'none'}")
+        return 0
+    if command == "status":
+        return _print(call(sock, "status", jail=args.jail), args.json, _format_status)
+    if command == "banned":
+        return _print(call(sock, "banned", jail=args.jail), args.json, _format_banned)
+    if command == "ban":
+        result = call(sock, "ban", jail=args.jail, ip=args.ip, bantime=args.bantime)
+        until = "forever" if result["expires_at"] is None else _time(result["expires_at"])
+        print(f"banned {result['ip']} in {result['jail']} until {until}")
+        if not result["applied"]:
+            print(f"warning: not yet in the firewall (retrying): {result['error']}")
+        return 0
+    if command == "unban":
+        result = call(sock, "unban", ip=args.ip, jail=args.jail)
+        print(f"unbanned {result['ip']} from {', '.join(result['jails'])}")
+        return 0
+    if command == "reconcile":
+        result = call(sock, "reconcile")
+        print(f"firewall rewritten with {result['bans']} bans")
+        return 0
+    raise AssertionError(command)
+
+
+def _check(config: Any, as_json: bool) -> int:
+    jails = {j.name: {"enabled": j.enabled, "filter": j.filter_ref, "logpath": list(j.logpaths),
+                      "maxretry": j.maxretry, "findtime": j.findtime, "bantime": j.bantime,
+                      "port": list(j.ports) or "all", "banaction": j.banaction}
+             for j in config.jails.values()}
+    if as_json:
+        print(json.dumps({"ok": True, "files": list(config.files), "jails": jails}, indent=2))
+    else:
+        print(f"configuration OK ({len(config.files)} files)")
+        for name, info in jails.items():
+            state = "enabled" if info["enabled"] else "disabled"
+            print(f"  {name}: {state}, filter {info['filter']}, "
+                  f"{info['maxretry']} in {format_duration(info['findtime'])} -> "
+                  f"{format_duration(info['bantime'])}")
+    return 0
+
+
+def _start(config: Any, from_start: bool, daemonise: Any) -> int:
+    sock = config.daemon.socket
+    try:
+        call(sock, "ping", timeout=2.0)
+        print("tailban is already running", file=sys.stderr)
+        return 0
+    except (DaemonUnavailable, CommandFailed):
+        pass
+    pid = os.fork()
+    if pid == 0:
+        try:
+            daemonise(config, from_start=from_start)
+        finally:
+            os._exit(1)
+    os.waitpid(pid, 0)
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        try:
+            call(sock, "ping", timeout=2.0)
+            print(f"tailban started (pidfile {config.daemon.pidfile})")
+            return 0
+        except (DaemonUnavailable, CommandFailed):
+            time.sleep(0.05)
+    print("tailban: the daemon did not answer within 15 s; see its log", file=sys.stderr)
+    return 1
+
+
+def _stop(args: argparse.Namespace, sock: str) -> int:
+    try:
+        result = call(sock, "stop", flush=args.flush)
+    except DaemonUnavailable:
+        if not args.flush:
+            raise
+        _flush_without_daemon(args.conf)
+        print("tailban was not running; firewall table removed")
+        return 0
+    pid = int(result["pid"])
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            break
+        if not os.path.exists(sock):
+            break
+        time.sleep(0.02)
+    print("tailban stopped" + (" and firewall flushed" if result["flush"] else
+                               " (bans stay in the firewall)"))
+    return 0
+
+
+def _flush_without_daemon(confdir: str) -> None:
+    from tailban.firewall.nftables import NftablesBackend
+    NftablesBackend(load_daemon_settings(confdir).table).stop(flush=True)
+
+
+def _print(result: Any, as_json: bool, formatter: Any) -> int:
+    if as_json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(formatter(result))
+    return 0
+
+
+def _time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _format_status(status: dict[str, Any]) -> str:
+    fw = status["firewall"]
+    lines = [f"tailban {status['version']} (pid {status['pid']}, up {status['uptime']:.0f}s)",
+             f"firewall: {fw['backend']}, {fw['transactions']} transactions, "
+             f"{fw['pending']} pending" + (f", ERROR: {fw['last_error']}"
+                                            if fw["last_error"] else "")]
+    for name, jail in status["jails"].items():
+        lines.append(f"jail {name} (filter {jail['filter']}): "
+                     f"{jail['currently_banned']} banned ({jail['total_banned']} total), "
+                     f"{jail['currently_failing']} failing, {jail['total_failures']} failures")
+        for path in jail["files"]:
+            error = jail["file_errors"].get(path)
+            lines.append(f"  {path}" + (f"  [{error}]" if error else ""))
+    return "\n".join(lines)
+
+
+def _format_banned(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no bans"
+    out = []
+    for row in rows:
+        until = "forever" if row["expires_at"] is None else _time(row["expires_at"])
+        out.append(f"{row['jail']:<16} {row['ip']:<39} until {until}  "
+                   f"({row['failures']} failures, {row['source']})")
+    return "\n".join(out)

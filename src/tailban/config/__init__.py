@@ -1,0 +1,5 @@
+"""Configuration: fail2ban-style INI files turned into validated, frozen settings."""
+
+from tailban.config.errors import ConfigError
+
+__all__ = ["ConfigError"]

@@ -1,0 +1,339 @@
+"""Reading ``/etc/tailban``: tailban.conf(.local), jail.conf, jail.local, jail.d/*.conf|local.
+
+Every value is validated here, at the edge, and a mistake raises ConfigError with file,
+line and option. The result is one frozen Config so a reload either fully applies or not.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from tailban.config.errors import ConfigError
+from tailban.config.ini import IniDocument, Value
+from tailban.config.model import Config, DaemonSettings, JailConfig
+from tailban.core.addresses import IgnoreList
+from tailban.core.durations import parse_duration
+from tailban.filters.builtin import UnknownFilter, resolve_filter
+
+T = TypeVar("T")
+
+DEFAULT_CONFDIR = "/etc/tailban"
+_JAIL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
+_TRUE = {"1", "yes", "true", "on"}
+_FALSE = {"0", "no", "false", "off"}
+_BANACTIONS = {
+    "nftables": ("nftables", False),
+    "nftables-multiport": ("nftables", False),
+    "nftables[type=multiport]": ("nftables", False),
+    "nftables-allports": ("nftables", True),
+    "nftables[type=allports]": ("nftables", True),
+}
+_BACKENDS = {"auto": "auto", "watchdog": "watchdog", "inotify": "watchdog",
+             "pyinotify": "watchdog", "polling": "polling"}
+_PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "all")
+_DAEMON_KEYS = {"socket", "pidfile", "dbfile", "logtarget", "loglevel", "dbpurgeage",
+                "flushonstop", "table", "dbmaxmatches", "allowipv6", "syslogsocket"}
+_JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "findtime",
+              "bantime", "ignoreip", "ignoreself", "port", "protocol", "banaction",
+              "banaction_allports", "blocktype", "usedns", "logencoding"}
+# fail2ban options that mean nothing here yet: accepted with a warning so a fail2ban
+# jail.local keeps loading instead of failing on its first line.
+_FAIL2BAN_IGNORED = {"action", "chain", "destemail", "sender", "mta", "ignorecommand",
+                     "before", "after", "datepattern", "journalmatch", "maxlines",
+                     "maxmatches", "mode_default", "action_", "action_mw", "action_mwl",
+                     "action_xarf", "action_cf_mwl", "action_blocklist_de", "action_abuseipdb",
+                     "action_badips", "action_badips_report", "banaction_type", "prefregex",
+                     "bantime.increment", "bantime.factor", "bantime.formula",
+                     "bantime.multipliers", "bantime.maxtime", "bantime.rndtime",
+                     "bantime.overalljails", "ignorecache", "failregex", "ignoreregex",
+                     "logtimezone", "fail2ban_agent", "dbfile", "dbpurgeage"}
+_INTERP_REF = re.compile(r"%\(([^)]+)\)s")
+
+
+def config_files(confdir: str, base: str) -> list[str]:
+    """fail2ban's reading order: base.conf, base.local, base.d/*.conf, base.d/*.local."""
+    root = Path(confdir)
+    files = [root / f"{base}.conf", root / f"{base}.local"]
+    drop_in = root / f"{base}.d"
+    files += sorted(drop_in.glob("*.conf")) + sorted(drop_in.glob("*.local"))
+    return [str(f) for f in files if f.is_file()]
+
+
+def read_documents(paths: list[str]) -> IniDocument:
+    doc = IniDocument()
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", file=path) from None
+        doc.merge_text(text, path)
+    return doc
+
+
+def load_daemon_settings(confdir: str = DEFAULT_CONFDIR) -> DaemonSettings:
+    """Only tailban.conf: what the CLI needs to find the socket."""
+    files = config_files(confdir, "tailban")
+    return _daemon_settings(read_documents(files)) if files else DaemonSettings()
+
+
+def load_config(confdir: str = DEFAULT_CONFDIR) -> Config:
+    """The whole validated configuration, or ConfigError naming the first mistake."""
+    if not Path(confdir).is_dir():
+        raise ConfigError(f"configuration directory {confdir} does not exist")
+    daemon_files = config_files(confdir, "tailban")
+    daemon = _daemon_settings(read_documents(daemon_files)) if daemon_files else DaemonSettings()
+    jail_files = config_files(confdir, "jail")
+    if not jail_files:
+        raise ConfigError(f"no jail.conf or jail.local in {confdir}")
+    doc = read_documents(jail_files)
+    warnings: list[str] = []
+    jails: dict[str, JailConfig] = {}
+    referenced = {ref for section in doc.sections.values() for value in section.values()
+                  for ref in _INTERP_REF.findall(value.text)}
+    _check_keys(doc, "DEFAULT", referenced, warnings)
+    for name in doc.sections:
+        if name in ("DEFAULT", "INCLUDES"):
+            continue
+        origin_file, origin_line = doc.section_origin[name]
+        if not _JAIL_NAME.match(name):
+            raise ConfigError("jail names start with a letter, then letters, digits, "
+                              "'.', '_' or '-' (max 32)",
+                              file=origin_file, line=origin_line, section=name)
+        _check_keys(doc, name, referenced, warnings)
+        jails[name] = _jail(doc, name, origin_file)
+    return Config(confdir, daemon, jails, tuple(warnings), tuple(daemon_files + jail_files))
+
+
+def _check_keys(doc: IniDocument, section: str, referenced: set[str],
+                warnings: list[str]) -> None:
+    for key in doc.keys(section):
+        if key in _JAIL_KEYS:
+            continue
+        found = doc.sections[section][key]
+        if key in _FAIL2BAN_IGNORED or key.startswith("action_"):
+            warnings.append(f"{found.file}:{found.line}: [{section}] {key}: fail2ban option "
+                            "not used by tailban, ignored")
+            continue
+        if section == "DEFAULT" and (key in referenced or key.startswith("_")):
+            continue  # a helper variable for %(name)s interpolation
+        known = ", ".join(sorted(_JAIL_KEYS))
+        raise ConfigError(f"unknown option (known: {known})", file=found.file,
+                          line=found.line, section=section, option=key)
+
+
+def _daemon_settings(doc: IniDocument) -> DaemonSettings:
+    section = "Definition"
+    for name in doc.sections:
+        if name not in ("Definition", "DEFAULT"):
+            file, line = doc.section_origin[name]
+            raise ConfigError("unknown section (tailban.conf has only [Definition])",
+                              file=file, line=line, section=name)
+    for key, value in doc.sections.get(section, {}).items():
+        if key not in _DAEMON_KEYS:
+            raise ConfigError(f"unknown option (known: {', '.join(sorted(_DAEMON_KEYS))})",
+                              file=value.file, line=value.line, section=section, option=key)
+    base = DaemonSettings()
+
+    def text(key: str, default: str) -> str:
+        value = doc.resolve(section, key)
+        return value.text if value is not None and value.text else default
+
+    def typed(key: str, parse: Callable[[str], T], default: T) -> T:
+        value = doc.resolve(section, key)
+        return _typed(value, section, key, parse) if value is not None else default
+
+    loglevel = text("loglevel", base.loglevel).upper()
+    if loglevel not in ("CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"):
+        where = doc.get(section, "loglevel")
+        raise ConfigError("must be one of CRITICAL ERROR WARNING NOTICE INFO DEBUG",
+                          file=where.file if where else None, line=where.line if where else None,
+                          section=section, option="loglevel")
+    table = text("table", base.table)
+    if not _JAIL_NAME.match(table):
+        raise ConfigError("table name must be letters, digits, '.', '_' or '-'",
+                          section=section, option="table")
+    return DaemonSettings(
+        socket=text("socket", base.socket), pidfile=text("pidfile", base.pidfile),
+        dbfile=text("dbfile", base.dbfile), logtarget=text("logtarget", base.logtarget),
+        loglevel="INFO" if loglevel == "NOTICE" else loglevel,
+        dbpurgeage=typed("dbpurgeage", parse_duration, base.dbpurgeage),
+        flushonstop=typed("flushonstop", parse_bool, base.flushonstop), table=table)
+
+
+def _jail(doc: IniDocument, name: str, origin: str) -> JailConfig:
+    extra = {"__name__": name}
+
+    def raw(key: str) -> Value | None:
+        return doc.resolve(name, key, extra)
+
+    def typed(key: str, parse: Callable[[str], T], default: T) -> T:
+        value = raw(key)
+        return _typed(value, name, key, parse) if value is not None else default
+
+    enabled = typed("enabled", parse_bool, False)
+    filter_value = raw("filter")
+    filter_ref = filter_value.text if filter_value and filter_value.text else name
+    mode_value = raw("mode")
+    mode = mode_value.text if mode_value and mode_value.text else None
+    try:
+        spec = resolve_filter(filter_ref, mode)
+    except UnknownFilter as exc:
+        where = filter_value or mode_value
+        raise ConfigError(str(exc), file=where.file if where else origin,
+                          line=where.line if where else None, section=name,
+                          option="filter") from None
+    logpath = raw("logpath")
+    logpaths = tuple(_logpaths(logpath.text)) if logpath else ()
+    if enabled and not logpaths:
+        raise ConfigError("enabled jail has no logpath", file=origin, section=name,
+                          option="logpath")
+    for path in logpaths:
+        if not os.path.isabs(path):
+            assert logpath is not None
+            raise ConfigError(f"logpath must be absolute: {path!r}", file=logpath.file,
+                              line=logpath.line, section=name, option="logpath")
+    backend = typed("backend", _backend, "auto")
+    maxretry = typed("maxretry", _positive_int, 5)
+    findtime = typed("findtime", parse_duration, 600.0)
+    bantime = typed("bantime", lambda t: parse_duration(t, allow_forever=True), 600.0)
+    ignoreself = typed("ignoreself", parse_bool, True)
+    ignoreip = typed("ignoreip", IgnoreList.parse, IgnoreList.parse("127.0.0.1/8 ::1"))
+    if ignoreself:
+        ignoreip = IgnoreList((*ignoreip.networks,
+                               *IgnoreList.parse("127.0.0.0/8 ::1").networks))
+    protocol = typed("protocol", _protocol, "tcp")
+    no_ports: tuple[str, ...] = ()
+    ports = typed("port", lambda t: _ports(t, protocol), no_ports)
+    banaction, allports = typed("banaction", _banaction, ("nftables", False))
+    blocktype = typed("blocktype", _blocktype, "drop")
+    usedns = typed("usedns", _usedns, "warn")
+    return JailConfig(
+        name=name, enabled=enabled, filter_ref=filter_ref, filter=spec, logpaths=logpaths,
+        backend=backend, maxretry=maxretry, findtime=findtime, bantime=bantime,
+        ignoreip=ignoreip, ports=() if allports else ports, protocol=protocol,
+        banaction=banaction, allports=allports or not ports, blocktype=blocktype,
+        usedns=usedns, source_file=origin)
+
+
+def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T:
+    try:
+        return parse(value.text)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (got {value.text!r})", file=value.file, line=value.line,
+                          section=section, option=key) from None
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _logpaths(text: str) -> list[str]:
+    paths: list[str] = []
+    for line in text.splitlines():
+        item = line.strip()
+        for suffix in (" tail", " head"):
+            if item.endswith(suffix):
+                item = item[: -len(suffix)].rstrip()
+        if item:
+            paths.append(item)
+    return paths
+
+
+def _backend(text: str) -> str:
+    key = text.strip().lower()
+    if key.startswith("systemd"):
+        raise ValueError("the journald backend is not available yet; use a log file")
+    if key not in _BACKENDS:
+        raise ValueError(f"unknown backend (known: {', '.join(sorted(_BACKENDS))})")
+    return _BACKENDS[key]
+
+
+def _protocol(text: str) -> str:
+    key = text.strip().lower()
+    if key not in _PROTOCOLS:
+        raise ValueError(f"unknown protocol (known: {', '.join(_PROTOCOLS)})")
+    return key
+
+
+def _ports(text: str, protocol: str) -> tuple[str, ...]:
+    """Port numbers, ranges (``1000:2000`` or ``1000-2000``) and service names -> numbers."""
+    result: list[str] = []
+    for item in text.replace(",", " ").split():
+        if item.lower() in ("all", "any", "0:65535", "1:65535"):
+            return ()
+        low, sep, high = item.replace(":", "-").partition("-")
+        numbers = [_port_number(part, protocol) for part in ((low, high) if sep else (low,))]
+        if len(numbers) == 2 and numbers[0] > numbers[1]:
+            raise ValueError(f"port range {item!r} runs backwards")
+        result.append("-".join(str(n) for n in numbers))
+    return tuple(dict.fromkeys(result))
+
+
+def _port_number(part: str, protocol: str) -> int:
+    if part.isdigit():
+        number = int(part)
+        if not 0 < number < 65536:
+            raise ValueError(f"port {part} out of range 1-65535")
+        return number
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", part):
+        raise ValueError(f"not a port or service name: {part!r}")
+    for proto in (protocol if protocol != "all" else "tcp", "tcp", "udp"):
+        try:
+            return socket.getservbyname(part, proto)
+        except OSError:
+            continue
+    raise ValueError(f"unknown service name {part!r} (not in /etc/services)")
+
+
+def _banaction(text: str) -> tuple[str, bool]:
+    key = text.strip().lower().replace(" ", "")
+    if key not in _BANACTIONS:
+        raise ValueError("unknown banaction (available: "
+                         f"{', '.join(sorted(k for k in _BANACTIONS if '[' not in k))})")
+    return _BANACTIONS[key]
+
+
+def _blocktype(text: str) -> str:
+    key = text.strip().lower()
+    if key not in ("drop", "reject"):
+        raise ValueError("blocktype is drop or reject")
+    return key
+
+
+def _usedns(text: str) -> str:
+    key = text.strip().lower()
+    if key not in ("yes", "warn", "no", "raw"):
+        raise ValueError("usedns is yes, warn, no or raw")
+    return key
+
+
+def expand_logpaths(patterns: tuple[str, ...]) -> list[str]:
+    """Concrete files for a jail's logpath globs (a missing plain path is kept: it may come)."""
+    files: list[str] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            files.extend(sorted(glob.glob(pattern)))
+        else:
+            files.append(pattern)
+    return list(dict.fromkeys(files))

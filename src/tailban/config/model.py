@@ -1,0 +1,65 @@
+"""Validated settings: what the rest of tailban reads instead of raw INI text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tailban.core.addresses import IgnoreList
+from tailban.filters.model import FilterSpec
+from tailban.jails.policy import JailRules
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """``tailban.conf`` ``[Definition]``: where the daemon keeps its socket, pid and state."""
+
+    socket: str = "/run/tailban/tailban.sock"
+    pidfile: str = "/run/tailban/tailban.pid"
+    dbfile: str = "/var/lib/tailban/tailban.sqlite3"
+    logtarget: str = "stderr"
+    loglevel: str = "INFO"
+    dbpurgeage: float = 86400.0 * 30
+    flushonstop: bool = False
+    table: str = "tailban"
+
+
+@dataclass(frozen=True, slots=True)
+class JailConfig:
+    """One enabled or disabled jail, with every value already checked."""
+
+    name: str
+    enabled: bool
+    filter_ref: str
+    filter: FilterSpec
+    logpaths: tuple[str, ...]
+    backend: str
+    maxretry: int
+    findtime: float
+    bantime: float
+    ignoreip: IgnoreList
+    ports: tuple[str, ...]  # "22", "1000-2000"; empty = all ports
+    protocol: str
+    banaction: str  # canonical backend name, e.g. "nftables"
+    allports: bool
+    blocktype: str  # drop | reject
+    usedns: str
+    source_file: str = ""
+
+    @property
+    def rules(self) -> JailRules:
+        return JailRules(self.name, self.maxretry, self.findtime, self.bantime, self.ignoreip)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration as one immutable value, so a reload can be all or nothing."""
+
+    confdir: str
+    daemon: DaemonSettings
+    jails: dict[str, JailConfig] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+    @property
+    def enabled_jails(self) -> list[JailConfig]:
+        return [jail for jail in self.jails.values() if jail.enabled]

@@ -1,0 +1,1 @@
+"""The control socket: a small JSON request/response protocol between CLI and daemon."""

@@ -1,0 +1,122 @@
+"""Hands batches to the firewall backend, one transaction at a time, never dropping one.
+
+While a transaction is in flight new bans accumulate in the pending batch and go in the
+next one. A failing transaction is merged back and retried with exponential backoff; the
+error is logged once per failure burst and shown in ``status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from tailban.core.events import Ban, Unban
+from tailban.firewall.base import FirewallBackend, FirewallBatch, FirewallError
+
+log = logging.getLogger("tailban.firewall")
+
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 30.0
+
+
+class FirewallWorker:
+    """Serialises firewall changes; callers can await until their change is in the kernel."""
+
+    def __init__(self, backend: FirewallBackend, clock: Callable[[], float] = time.time) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.pending = FirewallBatch()
+        self.last_error: str | None = None
+        self.failures = 0
+        self.transactions = 0
+        self.applied_changes = 0
+        self._requested = 0
+        self._applied = 0
+        self._wake = asyncio.Event()
+        self._done = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="firewall")
+
+    def submit(self, bans: Iterable[Ban] = (), unbans: Iterable[Unban] = ()) -> int:
+        """Queue changes; returns a ticket to pass to ``wait``."""
+        for unban in unbans:
+            self.pending.unban(unban)
+        for ban in bans:
+            self.pending.ban(ban)
+        self._requested += 1
+        self._wake.set()
+        return self._requested
+
+    async def wait(self, ticket: int, timeout: float) -> bool:
+        """True once every change up to ``ticket`` is in the kernel."""
+        async with self._done:
+            try:
+                await asyncio.wait_for(self._done.wait_for(lambda: self._applied >= ticket),
+                                       timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    async def drain(self, timeout: float) -> bool:
+        return await self.wait(self._requested, timeout)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10.0)
+            except TimeoutError:
+                self._task.cancel()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = _BACKOFF_FIRST
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.pending:
+                if self._stopping:
+                    return
+                await self._mark_applied(self._requested)
+                continue
+            batch, ticket = self.pending, self._requested
+            self.pending = FirewallBatch()
+            try:
+                await loop.run_in_executor(None, self.backend.apply, batch, self.clock())
+            except (FirewallError, OSError) as exc:
+                batch.merge(self.pending)
+                self.pending = batch
+                self.failures += 1
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                if self.last_error is None:
+                    log.error("firewall change of %d addresses failed, will retry: %s",
+                              len(batch), message)
+                self.last_error = message
+                if self._stopping:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                self._wake.set()
+                continue
+            if self.last_error is not None:
+                log.warning("firewall works again; %d pending changes applied", len(batch))
+            self.last_error = None
+            delay = _BACKOFF_FIRST
+            self.transactions += 1
+            self.applied_changes += len(batch)
+            await self._mark_applied(ticket)
+            if self.pending:
+                self._wake.set()
+            elif self._stopping:
+                return
+
+    async def _mark_applied(self, ticket: int) -> None:
+        async with self._done:
+            self._applied = max(self._applied, ticket)
+            self._done.notify_all()

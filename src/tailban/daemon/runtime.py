@@ -1,0 +1,77 @@
+"""Running the daemon: logging, the foreground run, and classic daemonising."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+import os
+import sys
+
+from tailban.config.model import Config
+from tailban.daemon.server import Daemon
+
+EX_CONFIG = 78  # sysexits: systemd's RestartPreventExitStatus keeps it from looping
+
+
+def setup_logging(target: str, level: str) -> None:
+    """stderr (journald under systemd), syslog, or a file that logrotate may move."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler: logging.Handler
+    if target in ("stderr", "journal", "STDERR"):
+        handler = logging.StreamHandler(sys.stderr)
+        if os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"):
+            fmt = "%(levelname)s %(name)s: %(message)s"  # journald stamps lines itself
+        else:
+            fmt = "%(asctime)s tailban[%(process)d]: %(levelname)s %(name)s: %(message)s"
+    elif target in ("syslog", "SYSLOG"):
+        handler = logging.handlers.SysLogHandler(
+            address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        fmt = "tailban[%(process)d]: %(levelname)s %(name)s: %(message)s"
+    else:
+        handler = logging.handlers.WatchedFileHandler(target, encoding="utf-8")
+        fmt = "%(asctime)s tailban[%(process)d]: %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # Libraries' debug chatter (one line per inotify event) would drown our own log.
+    for noisy in ("watchdog", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_foreground(config: Config, *, from_start: bool = False) -> int:
+    """``tailban run``: the daemon in this process until SIGTERM/SIGINT or ``stop``."""
+    daemon = Daemon(config, from_start=from_start)
+    try:
+        asyncio.run(daemon.run())
+    except RuntimeError as exc:  # e.g. another daemon on the socket
+        logging.getLogger("tailban").error("%s", exc)
+        return 1
+    return 0
+
+
+def daemonise(config: Config, *, from_start: bool = False) -> None:
+    """``tailban start`` for hosts without systemd: python-daemon does the classic steps.
+
+    Called in a child process; never returns to the CLI.
+    """
+    import daemon as python_daemon
+    import daemon.pidfile as pidfile
+
+    settings = config.daemon
+    os.makedirs(os.path.dirname(settings.pidfile) or "/", mode=0o750, exist_ok=True)
+    target = settings.logtarget
+    if target.lower() in ("stderr", "journal"):
+        target = "syslog" if os.path.exists("/dev/log") else "/var/log/tailban.log"
+    context = python_daemon.DaemonContext(
+        working_directory="/",
+        umask=0o027,
+        pidfile=pidfile.TimeoutPIDLockFile(settings.pidfile, acquire_timeout=1),
+        detach_process=True,
+    )
+    with context:
+        setup_logging(target, settings.loglevel)
+        code = run_foreground(config, from_start=from_start)
+    os._exit(code)

@@ -1,0 +1,428 @@
+"""The running daemon: one asyncio loop from log event to kernel set, no polling sleeps.
+
+inotify (watchdog thread) -> loop.call_soon_threadsafe -> read the file's new chunks ->
+jails decide -> store records -> firewall worker applies one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from tailban import __version__
+from tailban.bans.ledger import BanLedger
+from tailban.config.errors import ConfigError
+from tailban.config.load import load_config
+from tailban.config.model import Config, JailConfig
+from tailban.control.server import CommandError, ControlServer
+from tailban.core.addresses import normalise_ip
+from tailban.core.durations import parse_duration
+from tailban.core.events import Ban, Unban
+from tailban.daemon.firewall_worker import FirewallWorker
+from tailban.daemon.logs import FollowedFile, LogSet
+from tailban.daemon.notify import sd_notify
+from tailban.firewall.base import FirewallBackend, FirewallError, JailFirewall
+from tailban.firewall.nftables import NftablesBackend
+from tailban.jails.jail import Jail
+from tailban.sources.watch import DirectoryWatcher
+from tailban.stores.sqlite import SqliteStore
+
+log = logging.getLogger("tailban")
+
+SAFETY_POLL = 5.0  # a missed inotify event costs at most this, never the ban path
+MAINTENANCE = 60.0
+UNBAN_WAIT = 10.0
+
+
+def firewall_jails(jails: Iterable[JailConfig]) -> list[JailFirewall]:
+    return [JailFirewall(j.name, j.ports, j.protocol, j.allports, j.blocktype) for j in jails]
+
+
+class Daemon:
+    """Owns every adapter; the decisions themselves live in the pure jails and ledger."""
+
+    def __init__(self, config: Config, *, from_start: bool = False,
+                 backend: FirewallBackend | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.from_start = from_start
+        self.clock = clock
+        self.backend: FirewallBackend = backend or NftablesBackend(config.daemon.table)
+        self.ledger = BanLedger()
+        self.jails: dict[str, Jail] = {}
+        self.flush_on_stop = config.daemon.flushonstop
+        self.started_at = 0.0
+        self._stop = asyncio.Event()
+        self._dirty: set[str] = set()
+        self._scheduled = False
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at: float | None = None
+        self._file_errors: dict[str, str] = {}
+        self._reload_lock = asyncio.Lock()
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.started_at = self.clock()
+        settings = self.config.daemon
+        self.store = SqliteStore(settings.dbfile)
+        now = self.clock()
+        enabled = self.config.enabled_jails
+        names = {j.name for j in enabled}
+        kept: list[Ban] = []
+        dropped: list[Ban] = []
+        for ban in self.store.load_bans():
+            alive = ban.expires_at is None or ban.expires_at > now
+            (kept if alive and ban.jail in names else dropped).append(ban)
+        self.ledger = BanLedger(kept)
+        if dropped:
+            self.store.record(unbans=[Unban(b.jail, b.ip, now, "expired while stopped")
+                                      for b in dropped])
+        for jail_config in enabled:
+            self.jails[jail_config.name] = Jail(jail_config, self.ledger)
+        # The kernel gets every ban back in one transaction before anything else runs.
+        await loop.run_in_executor(None, self._firewall_layout)
+        log.info("firewall %s ready: %d bans restored", self.backend.name, len(self.ledger))
+        self.firewall = FirewallWorker(self.backend, self.clock)
+        self.firewall.start()
+        self.logs = LogSet(self.store.load_positions(), self.from_start)
+        self.logs.configure(enabled)
+        self.watcher = DirectoryWatcher(self._on_directory_event)
+        for pattern in self.logs.patterns:
+            self.watcher.watch(pattern)
+        self.watcher.start()
+        self.control = ControlServer(settings.socket, self._handlers())
+        await self.control.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload_signal()))
+        for entry in list(self.logs.files.values()):
+            self._process(entry)
+        self._schedule_expiry()
+        maintenance = loop.create_task(self._maintenance(), name="maintenance")
+        sd_notify(f"READY=1\nSTATUS=following {len(self.logs.files)} files")
+        log.info("tailban %s started: jails %s", __version__, ", ".join(self.jails) or "none")
+        try:
+            await self._stop.wait()
+        finally:
+            sd_notify("STOPPING=1")
+            maintenance.cancel()
+            await self._shutdown()
+
+    def request_stop(self, flush: bool | None = None) -> None:
+        if flush is not None:
+            self.flush_on_stop = flush
+        self._stop.set()
+
+    async def _shutdown(self) -> None:
+        self.watcher.stop()
+        for entry in list(self.logs.files.values()):
+            self._process(entry)
+        await self.firewall.drain(5.0)
+        await self.firewall.stop()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        try:
+            self.backend.stop(self.flush_on_stop)
+        except FirewallError as exc:
+            log.error("firewall cleanup failed: %s", exc)
+        self.logs.close()
+        self.store.close()
+        await self.control.stop()
+        log.info("tailban stopped (%s)", "firewall flushed" if self.flush_on_stop
+                 else "bans left in the kernel")
+
+    def _firewall_layout(self) -> None:
+        self.backend.start(firewall_jails(j.config for j in self.jails.values()))
+        self.backend.reconcile(list(self.ledger), self.clock())
+
+    # -- the ban path -------------------------------------------------------------------
+
+    def _on_directory_event(self, directory: str) -> None:
+        """Called on the watchdog thread: hand over to the loop, coalescing bursts."""
+        loop = self._loop
+        with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+            loop.call_soon_threadsafe(self._mark_dirty, directory)
+
+    def _mark_dirty(self, directory: str) -> None:
+        self._dirty.add(directory)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._process_dirty)
+
+    def _process_dirty(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for directory in dirty:
+            entries = self.logs.in_directory(directory)
+            if self.logs.rescan_globs():
+                entries = self.logs.in_directory(directory)
+            for entry in entries:
+                self._process(entry)
+
+    def _process(self, entry: FollowedFile) -> None:
+        follower = entry.follower
+        chunks = follower.read()
+        self._note_file_error(entry.path, follower.error)
+        if not chunks:
+            return
+        now = self.clock()
+        bans: list[Ban] = []
+        for chunk in chunks:
+            entry.bytes_read += len(chunk)
+            for name in entry.jails:
+                jail = self.jails.get(name)
+                if jail is not None:
+                    bans.extend(jail.feed(chunk, now).bans)
+        position = follower.position
+        self.store.record(bans, positions=[position] if position is not None else [])
+        if bans:
+            self.firewall.submit(bans)
+            for ban in bans:
+                log.info("Ban %s in %s (%d failures)", ban.ip, ban.jail, ban.failures)
+            self._schedule_expiry(min((b.expires_at for b in bans if b.expires_at), default=None))
+
+    def _note_file_error(self, path: str, error: str | None) -> None:
+        previous = self._file_errors.get(path)
+        if error == previous:
+            return
+        if error:
+            log.warning("%s: %s", path, error)
+            self._file_errors[path] = error
+        else:
+            log.info("%s: readable again", path)
+            self._file_errors.pop(path, None)
+
+    # -- expiry and maintenance ---------------------------------------------------------
+
+    def _schedule_expiry(self, candidate: float | None = None) -> None:
+        if candidate is not None and self._expiry_at is not None and candidate >= self._expiry_at:
+            return
+        at = self.ledger.next_expiry()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._expiry_at = at
+        if at is not None:
+            delay = max(0.0, at - self.clock())
+            self._expiry = self._loop.call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self._expiry_at = None
+        ended = self.ledger.expire(self.clock())
+        if ended:
+            self.store.record(unbans=ended)
+            self.firewall.submit(unbans=ended)
+            for unban in ended:
+                log.info("Unban %s in %s (expired)", unban.ip, unban.jail)
+        self._schedule_expiry()
+
+    async def _maintenance(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_full = loop.time()
+        while True:
+            await asyncio.sleep(SAFETY_POLL)
+            self._process_all()
+            if loop.time() - last_full < MAINTENANCE:
+                continue
+            last_full = loop.time()
+            now = self.clock()
+            for jail in self.jails.values():
+                jail.policy.expire(now)
+            self.store.purge_history(now - self.config.daemon.dbpurgeage)
+            try:
+                await self.reconcile(only_if_broken=True)
+            except FirewallError as exc:
+                log.error("firewall check failed: %s", exc)
+
+    def _process_all(self) -> None:
+        self.logs.rescan_globs()
+        for entry in list(self.logs.files.values()):
+            self._process(entry)
+
+    async def reconcile(self, only_if_broken: bool = False) -> bool:
+        """Restore tailban's table if someone removed it; True when it had to."""
+        loop = asyncio.get_running_loop()
+        check = getattr(self.backend, "is_intact", None)
+        if only_if_broken and check is not None and await loop.run_in_executor(None, check):
+            return False
+        if only_if_broken:
+            log.warning("firewall objects were changed behind tailban's back: restoring")
+        await loop.run_in_executor(None, self._firewall_layout)
+        return True
+
+    # -- reload -------------------------------------------------------------------------
+
+    async def _reload_signal(self) -> None:
+        try:
+            await self.reload()
+        except CommandError as exc:
+            log.error("reload refused, running configuration kept: %s", exc)
+
+    async def reload(self) -> dict[str, Any]:
+        async with self._reload_lock:
+            loop = asyncio.get_running_loop()
+            try:
+                new = await loop.run_in_executor(None, load_config, self.config.confdir)
+            except ConfigError as exc:
+                raise CommandError(f"configuration not reloaded: {exc}") from None
+            for warning in new.warnings:
+                log.warning("%s", warning)
+            old_jails = self.jails
+            enabled = {j.name: j for j in new.enabled_jails}
+            jails: dict[str, Jail] = {}
+            for name, jail_config in enabled.items():
+                current = old_jails.get(name)
+                jails[name] = (current if current is not None and current.config == jail_config
+                               else Jail(jail_config, self.ledger))
+            now = self.clock()
+            removed = [Unban(b.jail, b.ip, now, "jail removed") for b in list(self.ledger)
+                       if b.jail not in enabled]
+            for unban in removed:
+                self.ledger.remove(unban.jail, unban.ip)
+            self.jails = jails
+            self.config = new
+            try:
+                await loop.run_in_executor(None, self._firewall_layout)
+            except FirewallError as exc:
+                log.error("firewall layout after reload failed (will retry): %s", exc)
+            self.store.record(unbans=removed)
+            self.logs.configure(list(enabled.values()))
+            for pattern in self.logs.patterns:
+                self.watcher.watch(pattern)
+            self._process_all()
+            changed = sorted(n for n in jails if old_jails.get(n) is not jails[n])
+            log.info("configuration reloaded: jails %s", ", ".join(jails) or "none")
+            return {"jails": sorted(jails), "restarted": changed,
+                    "warnings": list(new.warnings)}
+
+    # -- control commands ---------------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {
+            "ping": self._cmd_ping, "status": self._cmd_status, "banned": self._cmd_banned,
+            "ban": self._cmd_ban, "unban": self._cmd_unban, "reload": self._cmd_reload,
+            "stop": self._cmd_stop, "reconcile": self._cmd_reconcile,
+        }
+
+    async def _cmd_ping(self, args: dict[str, Any]) -> str:
+        return "pong"
+
+    def _jail_arg(self, args: dict[str, Any], required: bool) -> str | None:
+        name = args.get("jail")
+        if name is None and not required:
+            return None
+        if not isinstance(name, str) or name not in self.jails:
+            raise CommandError(f"no enabled jail {name!r} (enabled: "
+                               f"{', '.join(sorted(self.jails)) or 'none'})")
+        return name
+
+    @staticmethod
+    def _ip_arg(args: dict[str, Any]) -> str:
+        raw = args.get("ip")
+        ip = normalise_ip(raw) if isinstance(raw, str) else None
+        if ip is None:
+            raise CommandError(f"not an IP address: {raw!r}")
+        return ip
+
+    async def _cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        only = self._jail_arg(args, required=False)
+        jails = {}
+        for name, jail in self.jails.items():
+            if only is not None and name != only:
+                continue
+            counters = jail.policy.counters
+            files = [f.path for f in self.logs.files.values() if name in f.jails]
+            jails[name] = {
+                "filter": jail.config.filter_ref,
+                "files": files,
+                "file_errors": {p: e for p, e in self._file_errors.items() if p in files},
+                "currently_failing": len(jail.policy.window),
+                "total_failures": counters.failures,
+                "ignored_failures": counters.ignored,
+                "currently_banned": len(self.ledger.in_jail(name)),
+                "total_banned": counters.bans,
+                "maxretry": jail.config.maxretry, "findtime": jail.config.findtime,
+                "bantime": jail.config.bantime,
+            }
+        worker = self.firewall
+        return {
+            "version": __version__, "pid": os.getpid(),
+            "uptime": round(self.clock() - self.started_at, 1),
+            "jails": jails,
+            "firewall": {"backend": self.backend.name, "pending": len(worker.pending),
+                         "last_error": worker.last_error, "failed_attempts": worker.failures,
+                         "transactions": worker.transactions},
+        }
+
+    async def _cmd_banned(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        only = self._jail_arg(args, required=False)
+        now = self.clock()
+        rows = [{"jail": b.jail, "ip": b.ip, "banned_at": b.banned_at,
+                 "expires_at": b.expires_at, "remaining": b.remaining(now),
+                 "failures": b.failures, "source": b.source, "line": b.line}
+                for b in self.ledger if only is None or b.jail == only]
+        return sorted(rows, key=lambda r: (r["jail"], r["banned_at"]))
+
+    async def _cmd_ban(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = self._jail_arg(args, required=True)
+        assert name is not None
+        ip = self._ip_arg(args)
+        bantime = args.get("bantime")
+        seconds: float | None = None
+        if bantime is not None:
+            try:
+                seconds = parse_duration(str(bantime), allow_forever=True)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+        ban = self.jails[name].policy.manual_ban(ip, self.clock(), seconds)
+        self.store.record([ban])
+        ticket = self.firewall.submit([ban])
+        self._schedule_expiry(ban.expires_at)
+        log.info("Ban %s in %s (manual)", ip, name)
+        applied = await self.firewall.wait(ticket, UNBAN_WAIT)
+        return {"jail": name, "ip": ip, "expires_at": ban.expires_at, "applied": applied,
+                "error": None if applied else self.firewall.last_error}
+
+    async def _cmd_unban(self, args: dict[str, Any]) -> dict[str, Any]:
+        ip = self._ip_arg(args)
+        only = self._jail_arg(args, required=False)
+        now = self.clock()
+        names = [only] if only else self.ledger.jails_of(ip)
+        unbans = [Unban(n, ip, now, "manual") for n in names
+                  if self.ledger.remove(n, ip) is not None]
+        if not unbans:
+            raise CommandError(f"{ip} is not banned" + (f" in {only}" if only else ""))
+        self.store.record(unbans=unbans)
+        ticket = self.firewall.submit(unbans=unbans)
+        for unban in unbans:
+            log.info("Unban %s in %s (manual)", ip, unban.jail)
+        applied = await self.firewall.wait(ticket, UNBAN_WAIT)
+        if not applied:
+            raise CommandError(f"unban of {ip} recorded but the firewall has not applied it "
+                               f"yet (retrying): {self.firewall.last_error}")
+        return {"ip": ip, "jails": [u.jail for u in unbans]}
+
+    async def _cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.reload()
+
+    async def _cmd_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        flush = bool(args.get("flush", False))
+        asyncio.get_running_loop().call_soon(self.request_stop, flush or None)
+        return {"stopping": True, "flush": flush or self.flush_on_stop, "pid": os.getpid()}
+
+    async def _cmd_reconcile(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await self.reconcile()
+        except FirewallError as exc:
+            raise CommandError(f"reconcile failed: {exc}") from None
+        return {"bans": len(self.ledger)}

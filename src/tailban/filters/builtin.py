@@ -1,0 +1,237 @@
+"""The filters tailban ships, as data. Regexes are matched at the start of the message.
+
+Attacker-controlled text (user names, the client's disconnect message, key info,
+passwords some daemons log) is never trusted to delimit the address:
+
+* where the attacker's text comes before the address and the daemon's fixed text after
+  it, the user is captured greedily and the expression is anchored at the end of the
+  line, so the address is the one in the daemon's own tail (``... from ADDR port N
+  ssh2``): a user name containing `` from 6.6.6.6 port 1 ssh2`` is not followed by that
+  tail and cannot become the captured host;
+* where the address stands at a fixed place (``rip=``, ``unknown[ADDR]``, ``Received
+  disconnect from ADDR``) it is read from that place only;
+* where attacker text can stand on both sides of the address (key info, ``ruser=`` and
+  ``user=`` of PAM), the rule carries a ``check`` expression reading the line the other
+  way round (left-most address instead of right-most); a line that reads two ways
+  yields no failure at all.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tailban.filters.model import FilterSpec, Rule, RuleKind
+
+# Addresses. ``::ffff:`` in front of an IPv4 address is left out of the capture.
+_IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
+_IPV6 = r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[\w.-]+)?"
+_NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"
+_MAPPED = r"(?:::[fF]{4}:(?=\d))?"
+#: an address written by the daemon itself
+ADDR = _MAPPED + r"(?P<host>" + _IPV4 + "|" + _IPV6 + ")"
+#: an address or, where the daemon may have resolved it, a host name
+HOST = _MAPPED + r"(?P<host>" + _IPV4 + "|" + _IPV6 + "|" + _NAME + ")"
+
+
+def _twin(template: str) -> tuple[str, str]:
+    """The right-most (greedy) and left-most (lazy) reading of ``template``.
+
+    ``{U}`` stands for attacker text before the address, ``{L}`` for text before it that
+    should be read lazily in the main expression (and greedily in the check).
+    """
+    main = template.replace("{U}", ".*").replace("{L}", ".*?")
+    check = template.replace("{U}", ".*?").replace("{L}", ".*")
+    return main, check
+
+
+def _rule(name: str, literal: str, template: str, kind: RuleKind = "fail", *,
+          forget: bool = False, also: tuple[str, ...] = ()) -> Rule:
+    """A rule; templates with ``{U}``/``{L}`` get the two-way check."""
+    if "{U}" in template or "{L}" in template:
+        main, check = _twin(template)
+    else:
+        main, check = template, None
+    return Rule(name, literal, main, kind, forget, check, also)
+
+
+# --------------------------------------------------------------------------- sshd
+
+_S = r"(?: \[preauth\])?$"  # sshd's optional suffix; messages are right-stripped
+_ERR = r"(?:error: )?(?:PAM: )?"
+_PORT = r"(?: port \d+)?"
+#: what sshd appends to a password-like failure: nothing after ``ssh2``, ``ruser`` for ssh1
+_PW_TAIL = r" port \d+(?: ssh2| ssh1(?:: ruser .*)?)?" + _S
+#: public key and host based methods add ``: KEYTYPE FINGERPRINT[, client user ...]``
+_KEY_TAIL = r"(?: port \d+)?(?: ssh[12])?(?:: .*)?$"
+_PAM_TAIL = (r"authentication failure;(?:\s+(?:logname|e?uid|tty)=\S*)*\s+ruser={L}\s+rhost="
+             + HOST + r"(?:\s+user=(?P<user>.*?))?" + _S)
+_PAM_TAIL = _PAM_TAIL.replace("ruser={L}", "ruser=(?P<alt_user>{L})")
+_SSHD_DENIED = (r"not listed in AllowUsers|listed in DenyUsers|not in any group"
+                r"|a group is listed in DenyGroups|none of user's groups are listed in AllowGroups")
+
+SSHD_NORMAL: tuple[Rule, ...] = (
+    _rule("sshd:auth-failure", "uthentication failure for ",
+          _ERR + r"[aA]uthentication (?:failure|error|failed) for (?:illegal user |invalid user )?"
+          r"(?P<user>.*) from " + HOST + r"(?: via \S+)?" + _S,
+          also=("uthentication error for ", "uthentication failed for ")),
+    _rule("sshd:user-unknown", "User not known",
+          _ERR + r"User not known to the underlying authentication module for "
+          r"(?:illegal user |invalid user )?(?P<user>.*) from " + HOST + _S),
+    # A rejected key of a valid user is not a failure (clients try several keys); of an
+    # invalid user it is.
+    _rule("sshd:failed-publickey-invalid", "Failed publickey for invalid user ",
+          r"Failed publickey for invalid user (?P<user>{U}) from " + ADDR + _KEY_TAIL),
+    _rule("sshd:failed-publickey", "Failed publickey for ",
+          r"Failed publickey for (?P<user>{U}) from " + ADDR + _KEY_TAIL, "nofail"),
+    _rule("sshd:failed-hostbased", "Failed hostbased for ",
+          r"Failed hostbased for (?:invalid user )?(?P<user>{U}) from " + ADDR + _KEY_TAIL),
+    # Password-like methods: sshd adds nothing after ``ssh2``, so the address is the one
+    # before the line's fixed end.
+    _rule("sshd:failed-password", "Failed ",
+          r"Failed [-\w/@.]+ for (?:invalid user )?(?P<user>.*) from " + ADDR + _PW_TAIL),
+    # Very old sshd: no port.
+    _rule("sshd:failed-password", "Failed ",
+          r"Failed [-\w/@.]+ for (?:invalid user )?(?P<user>.*) from " + ADDR + "$"),
+    _rule("sshd:root-refused", "LOGIN REFUSED",
+          r"(?P<user>ROOT) LOGIN REFUSED FROM " + HOST + _PORT + _S),
+    _rule("sshd:invalid-user", "nvalid user ",
+          r"[iI]nvalid user (?P<user>.*) from " + ADDR + _PORT + _S),
+    _rule("sshd:invalid-user", "llegal user ",
+          r"[iI]llegal user (?P<user>.*) from " + ADDR + _PORT + _S),
+    _rule("sshd:not-allowed", "not allowed because",
+          r"User (?P<user>.*) from " + HOST + r" not allowed because (?:" + _SSHD_DENIED + ")"
+          + _S),
+    _rule("sshd:account-locked", "account is locked",
+          r"User (?P<user>.*) not allowed because account is locked" + _S),
+    _rule("sshd:refused-connect", "refused connect from ",
+          r"refused connect from .* \(" + HOST + r"\)$"),
+    _rule("sshd:max-attempts", "maximum authentication attempts",
+          _ERR + r"maximum authentication attempts exceeded for (?:invalid user )?(?P<user>.*)"
+          r" from " + ADDR + _PORT + r"(?: ssh[12])?" + _S),
+    _rule("sshd:change-user", "Change of username",
+          r"Disconnecting(?: from)? (?:invalid|authenticating) user (?P<user>{U}) " + ADDR
+          + r" port \d+: Change of username or service not allowed: .*$", forget=True),
+    _rule("sshd:too-many", "Disconnecting: Too many authentication failures",
+          r"Disconnecting: Too many authentication failures"
+          r"(?: for (?:invalid user )?(?P<user>.*?))?" + _S),
+    # OpenSSH >= 7.x writes ``maximum authentication attempts exceeded`` (counted above)
+    # and then this line for the same connection: it only closes it.
+    _rule("sshd:too-many-close", "Too many authentication failures",
+          r"Disconnecting (?:invalid|authenticating) user (?P<user>.*) " + ADDR
+          + r" port \d+: Too many authentication failures" + _S, "close"),
+    _rule("sshd:disconnect-auth-fail", "Received disconnect from ",
+          r"(?:error: )?Received disconnect from " + ADDR + _PORT + r":\s*3: .*: Auth fail"
+          + _S, forget=True),
+    _rule("sshd:disconnect", "Received disconnect from ",
+          r"(?:error: )?Received disconnect from " + ADDR + _PORT + r":\s*11:.*$", "close"),
+    # Helper lines: PAM's view of a password failure (sshd logs the same attempt again as
+    # ``Failed password``), the connection's address, its end.
+    _rule("sshd:pam-unix", "authentication failure;",
+          r"pam_unix\(sshd:auth\):\s+" + _PAM_TAIL, "nofail"),
+    _rule("sshd:accepted", "Accepted ",
+          r"Accepted [-\w/@.]+ for (?P<user>\S+) from " + ADDR + _PORT
+          + r"(?: ssh[12])?(?:: .*)?$", "success"),
+    _rule("sshd:connection-from", "Connection from ",
+          r"Connection from " + ADDR + r"(?: port \d+(?: on \S+ port \d+)?(?: rdomain \S*)?)?$",
+          "host"),
+    _rule("sshd:connection-closed", "Connection closed by ",
+          r"Connection closed by (?:(?:invalid |authenticating )?user (?P<user>.*) )?" + ADDR
+          + _PORT + _S, "close"),
+    _rule("sshd:disconnected", "Disconnected from ",
+          r"Disconnected from (?:(?:invalid |authenticating )?user (?P<user>.*) )?" + ADDR
+          + _PORT + _S, "close"),
+)
+
+# --------------------------------------------------------------------------- postfix
+
+POSTFIX_AUTH: tuple[Rule, ...] = (
+    # ``warning: NAME[ADDR]: SASL MECH authentication failed: REASON[, sasl_username=U]``;
+    # the address stands at a fixed place, the name is one validated token.
+    _rule("postfix:sasl-failed", "authentication failed",
+          r"warning: [^\s\[\]]*\[" + ADDR + r"\](?::\d+)?: SASL [-\w]+ authentication failed:"
+          r"(?! Connection lost to authentication server| Invalid authentication mechanism)"
+          r"(?: .*?)?(?:, sasl_username=(?P<user>.*))?$"),
+)
+
+# --------------------------------------------------------------------------- dovecot
+
+_D_LOGIN = (r"(?:dovecot: )?(?:(?:imap|pop3|managesieve|submission|lmtp)-login: )?(?:Info: )?"
+            r"(?:Aborted login|Disconnected|Remote closed connection"
+            r"|Client has quit the connection|Connection closed)\b{L} \(")
+_D_LOGIN_TAIL = (r"\): (?:user=<(?P<user>{U})>, )?(?:method=[-\w]+, )?rip=" + ADDR
+                 + r"(?:,.*)?$")
+_D_AUTH = (r"(?:dovecot: )?(?:auth(?:-worker)?(?:\([^)]*\))?: )?(?:Info: )?"
+           r"(?:conn unix:\S+ \([^)]*\): auth-worker<\d+>: )?(?:Info: )?")
+_D_PASSDB = (r"(?:pam|passwd-file|passwd|shadow|bsdauth|sql|ldap|checkpassword|vpopmail|lua"
+             r"|oauth2|static|imap)")
+_D_REASON = (r"(?:unknown user|[Pp]assword mismatch|invalid credentials"
+             r"|pam_authenticate\(\) failed: (?:Authentication failure|Permission denied"
+             r"|User not known to the underlying authentication module"
+             r"|Authentication token is no longer valid; new one required)"
+             r"(?:: \d+ Time\(s\))?)"
+             r"(?: \((?:for LDAP bind|[Pp]assword mismatch\?)\))?"
+             r"(?: \((?:SHA1 of )?given password: .*\))?$")
+
+DOVECOT_NORMAL: tuple[Rule, ...] = (
+    _rule("dovecot:auth-failed", "auth failed",
+          _D_LOGIN + r"(?:auth failed, (?P<count>\d+) attempts?(?: in \d+ secs?)?"
+          r"|proxy dest auth failed)" + _D_LOGIN_TAIL),
+    _rule("dovecot:disabled-auth", "tried to use dis",
+          _D_LOGIN + r"tried to use (?:disabled|disallowed) [-\w]+ auth" + _D_LOGIN_TAIL),
+    _rule("dovecot:passdb", "): ",
+          _D_AUTH + _D_PASSDB + r"\((?P<user>{U})," + ADDR
+          + r"(?:,(?:<[^>]*>)?)?\): " + _D_REASON,
+          also=("unknown user", "assword mismatch", "invalid credentials",
+                "pam_authenticate() failed")),
+    _rule("dovecot:pam-unix", "authentication failure;",
+          r"(?:dovecot: )?(?:(?:auth(?:-worker)?|dovecot-auth)(?:\([^)]*\))?: )?"
+          r"pam_unix\(dovecot:auth\):\s+" + _PAM_TAIL),
+)
+
+_FILTERS: dict[str, dict[str, FilterSpec]] = {
+    "sshd": {"normal": FilterSpec("sshd", r"sshd(?:-session|-auth)?", SSHD_NORMAL)},
+    "postfix": {"auth": FilterSpec("postfix", r"postfix(?:-[\w.-]+)?(?:/[\w.-]+)+",
+                                   POSTFIX_AUTH, modes=("auth",))},
+    "dovecot": {"normal": FilterSpec(
+        "dovecot",
+        r"dovecot(?:-auth)?|auth(?:-worker)?|(?:imap|pop3|managesieve|submission|lmtp)-login",
+        DOVECOT_NORMAL)},
+}
+_DEFAULT_MODE = {"sshd": "normal", "postfix": "auth", "dovecot": "normal"}
+_ALIASES = {"postfix-sasl": ("postfix", "auth")}
+
+_REF = re.compile(r"^(?P<name>[\w.-]+)(?:\[(?P<opts>[^\]]*)\])?$")
+
+
+class UnknownFilter(ValueError):
+    """The named filter or mode does not exist."""
+
+
+def filter_names() -> list[str]:
+    return sorted(set(_FILTERS) | set(_ALIASES))
+
+
+def resolve_filter(ref: str, mode: str | None = None) -> FilterSpec:
+    """A filter by reference: ``sshd``, ``sshd[mode=normal]``, ``postfix[mode=auth]``."""
+    match = _REF.match(ref.strip())
+    if match is None:
+        raise UnknownFilter(f"not a filter reference: {ref!r}")
+    name = match.group("name")
+    options: dict[str, str] = {}
+    for item in (match.group("opts") or "").split(","):
+        if item.strip():
+            key, _, value = item.partition("=")
+            options[key.strip()] = value.strip().strip("\"'")
+    if name in _ALIASES:
+        name, alias_mode = _ALIASES[name]
+        options.setdefault("mode", alias_mode)
+    chosen = options.get("mode") or mode or _DEFAULT_MODE.get(name, "normal")
+    modes = _FILTERS.get(name)
+    if modes is None:
+        raise UnknownFilter(
+            f"unknown filter {name!r} (known: {', '.join(filter_names())})")
+    spec = modes.get(chosen)
+    if spec is None:
+        raise UnknownFilter(f"filter {name!r} has no mode {chosen!r} "
+                            f"(known: {', '.join(sorted(modes))})")
+    return spec

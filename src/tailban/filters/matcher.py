@@ -1,0 +1,375 @@
+"""The chunk matcher: bytes of log in, failure and success events out.
+
+Sans-I/O like h11: no file, clock or socket; the caller passes the chunk and ``now`` (used
+only to infer the year of syslog stamps). One compiled alternation of the rules' literal
+texts finds candidate lines in the whole chunk; only those lines are decoded and matched.
+
+Lines of one connection (``tag[pid]``) share state: the connection's address (a failure
+line without one, ``Disconnecting: Too many authentication failures``, takes it from an
+earlier or a later line), the user names it tried, and the helper lines (``nofail``)
+that a later failure merges. A line yields at most one event.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import tzinfo
+from typing import NamedTuple
+
+from tailban.core.addresses import normalise_ip
+from tailban.core.events import Failure, Success
+from tailban.filters.model import FilterSpec, Rule
+from tailban.filters.timestamps import TimestampParser
+
+_TIME = (r"(?P<time>[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"
+         r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d(?::?\d\d)?)?"
+         r"|@[0-9a-f]{24})")
+# time, an optional host name, the tag (``tag[pid]:``, ``tag(x):``, ``tag:``, ``[tag]``),
+# Solaris' ``[ID n facility]``, the message.
+_PREFIX = (_TIME + r"\s+(?:[^\s\[]\S*\s+)??(?P<lb>\[)?(?P<tag>{tags})"
+           r"(?(lb)\]:?|(?:\[(?P<pid>\d+)\]|\([^)\s]*\))?:)\s+"
+           r"(?:\[ID \d+ [\w.]+\]\s+)?(?P<msg>.*)")
+# RFC 5424: <PRI>1 TIME HOST APP PROCID MSGID [SD...]|- MSG
+_PREFIX_5424 = (r"<\d{1,3}>\d{1,2} (?P<time>\S+) \S+ (?P<tag>{tags}) (?P<pid>\d+|-) \S+ "
+                r"(?:-|(?:\[(?:[^\]\"\\]|\"(?:[^\"\\]|\\.)*\")*\])+)(?: \ufeff?(?P<msg>.*))?")
+# rsyslog: the message and how often it was said
+_REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*)\]$")
+# sysklogd: the previous line said N more times (no tag, or the tag without pid)
+_LAST_REPEATED = re.compile(
+    _TIME + r"\s+(?:\S+\s+)??(?:[\w./-]+(?:\[\d+\])?:\s+)?last message repeated (\d+) times?$")
+_LAST_REPEATED_LITERAL = b"last message repeated"
+_NAME_OK = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9_.-]+")
+
+_MAX_CONNECTIONS = 20000
+_MAX_USERS = 16
+_MAX_LINE_KEPT = 1000
+_MAX_COUNT = 1000
+_MAX_IPS = 65536
+
+Event = Failure | Success
+
+
+class Merged(NamedTuple):
+    """What a failure merged, for tests and tools (``ChunkMatcher(trace=True)``)."""
+
+    failure: Failure
+    attempts: int  # matched lines of the connection merged into it (fail2ban's "attempts")
+    users: tuple[str, ...]  # user names the connection tried, in order
+
+
+def _overlapping(literals: list[bytes]) -> bool:
+    """Whether some literal can start inside another and end after it."""
+    for first in literals:
+        for second in literals:
+            if second in first:
+                continue
+            if any(first.endswith(second[:k]) for k in range(1, min(len(first),
+                                                                     len(second)))):
+                return True
+    return False
+
+
+class _Compiled:
+    __slots__ = ("rule", "name", "regex", "check", "literal", "also", "literal_b", "also_b",
+                 "kind", "forget", "has_host", "has_user", "has_alt", "has_count")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.name = rule.name
+        self.regex = re.compile(rule.regex)
+        self.check = re.compile(rule.check) if rule.check else None
+        self.literal = rule.literal
+        self.also = rule.also
+        self.literal_b = rule.literal.encode()
+        self.also_b = tuple(lit.encode() for lit in rule.also)
+        self.kind = rule.kind
+        self.forget = rule.forget
+        groups = self.regex.groupindex
+        self.has_host = "host" in groups
+        self.has_user = "user" in groups
+        self.has_alt = "alt_user" in groups
+        self.has_count = "count" in groups
+
+
+class _Conn:
+    """One connection's state: address, users tried, merged lines, a waiting failure."""
+
+    __slots__ = ("host", "users", "lines", "waiting", "waiting_user", "waiting_count")
+
+    def __init__(self) -> None:
+        self.host: str | None = None
+        self.users: list[str] = []
+        self.lines = 0
+        self.waiting: str | None = None  # rule name of a failure still lacking an address
+        self.waiting_user: str | None = None
+        self.waiting_count = 1
+
+
+class ChunkMatcher:
+    """Matches one filter over chunks of whole lines; keeps per-connection state.
+
+    ``trace=True`` records a :class:`Merged` for every failure in :attr:`trace`.
+    """
+
+    def __init__(self, spec: FilterSpec, tz: tzinfo | None = None, *,
+                 trace: bool = False) -> None:
+        self.spec = spec
+        self._prefix = re.compile(_PREFIX.replace("{tags}", spec.tags))
+        self._prefix_5424 = re.compile(_PREFIX_5424.replace("{tags}", spec.tags))
+        self._rules = tuple(_Compiled(rule) for rule in spec.rules)
+        self._ignore = tuple(re.compile(rx) for rx in spec.ignore)
+        literals = {lit.encode() for rule in spec.rules for lit in (rule.literal, *rule.also)}
+        literals.add(_LAST_REPEATED_LITERAL)
+        ordered = sorted(literals, key=len, reverse=True)
+        # Longest first, so at one position the longest literal is the one found.
+        self._candidates = re.compile(b"|".join(re.escape(lit) for lit in ordered))
+        # Which literals a found literal stands for (itself and those inside it).
+        self._inside = {lit: frozenset(o for o in ordered if o in lit) for lit in ordered}
+        # ``findall`` reports non-overlapping hits: exact only if no literal can begin
+        # inside another one without being contained in it.
+        self._exact_dispatch = not _overlapping(ordered)
+        self._dispatch: dict[tuple[bytes, ...], tuple[_Compiled, ...]] = {}
+        self._times = TimestampParser(tz)
+        self._connections: dict[str, _Conn] = {}
+        self._ips: dict[str, str | None] = {}  # host text -> normalised address
+        # The last failure, when it came from the line just before position
+        # ``_last_end + 1`` of the current chunk (-1: the previous chunk's last line).
+        self._last: Failure | None = None
+        self._last_end = -2
+        self.lines_matched = 0
+        self.trace: list[Merged] | None = [] if trace else None
+
+    def scan(self, chunk: bytes, now: float) -> list[Event]:
+        """Events of every complete or final line in ``chunk``, in order."""
+        events: list[Event] = []
+        search = self._candidates.search
+        find = chunk.find
+        rfind = chunk.rfind
+        line = self._match_line
+        pos = 0
+        size = len(chunk)
+        while True:
+            hit = search(chunk, pos)
+            if hit is None:
+                break
+            start = rfind(b"\n", 0, hit.start()) + 1
+            end = find(b"\n", hit.end())
+            if end < 0:
+                end = size
+            line(chunk[start:end], start, end, now, events)
+            pos = end + 1
+        # A failure on the chunk's last line may be repeated by the next chunk's first.
+        self._last_end = -1 if self._last_end >= size - 1 else -2
+        return events
+
+    def match_line(self, line: str, now: float) -> list[Event]:
+        """Events of one line (for tools and tests; the daemon uses scan)."""
+        events: list[Event] = []
+        raw = line.rstrip("\n").encode("utf-8", "surrogateescape")
+        self._match_line(raw, 0, len(raw), now, events)
+        self._last_end = -1 if self._last_end >= len(raw) else -2
+        return events
+
+    def _match_line(self, raw: bytes, start: int, end: int, now: float,
+                    events: list[Event]) -> None:
+        text = raw.decode("utf-8", "replace").rstrip()
+        if start - 1 == self._last_end and _LAST_REPEATED_LITERAL in raw:
+            self._repeat_last(text, end, now, events)
+            return
+        head = self._prefix.match(text)
+        if head is None:
+            if not text.startswith("<"):
+                return
+            head = self._prefix_5424.match(text)
+            if head is None or head.group("msg") is None:
+                return
+        msg: str = head.group("msg")
+        repeat = 1
+        if msg.startswith("message repeated "):
+            again = _REPEATED.match(msg)
+            if again is None:
+                return
+            repeat = int(again.group(1))
+            msg = again.group(2).strip()
+        conn: str | None = None
+        known = False
+        if self._exact_dispatch:
+            hits = tuple(self._candidates.findall(raw))
+            rules = self._dispatch.get(hits)
+            if rules is None:
+                rules = self._rules_for(hits)
+        else:
+            rules = tuple(c for c in self._rules
+                          if c.literal in msg or any(lit in msg for lit in c.also))
+        for compiled in rules:
+            if compiled.kind == "close":
+                # Only the end of a connection this matcher knows can matter.
+                if not known:
+                    conn = self._conn_id(head)
+                    known = True
+                if conn is None or conn not in self._connections:
+                    continue
+            found = compiled.regex.match(msg)
+            if found is None:
+                continue
+            if compiled.check is not None:
+                other = compiled.check.match(msg)
+                if other is None or other.start("host") != found.start("host"):
+                    return  # the line reads two ways: trust neither
+            if self._ignore and any(rx.search(msg) for rx in self._ignore):
+                return
+            self.lines_matched += 1
+            if not known:
+                conn = self._conn_id(head)
+            self._apply(compiled, found, conn, head.group("time"), text, repeat, end, now,
+                        events)
+            return
+
+    def _rules_for(self, hits: tuple[bytes, ...]) -> tuple[_Compiled, ...]:
+        """The rules, in order, whose literals are among (or inside) ``hits``."""
+        present: set[bytes] = set()
+        for hit in hits:
+            present |= self._inside[hit]
+        rules = tuple(c for c in self._rules
+                      if c.literal_b in present or any(a in present for a in c.also_b))
+        if len(self._dispatch) >= 4096:
+            self._dispatch.clear()
+        self._dispatch[hits] = rules
+        return rules
+
+    @staticmethod
+    def _conn_id(head: re.Match[str]) -> str | None:
+        pid = head.group("pid")
+        if not pid or pid == "-":
+            return None
+        return f"{head.group('tag')}[{pid}]"
+
+    def _apply(self, compiled: _Compiled, found: re.Match[str], conn: str | None,
+               stamp: str, text: str, repeat: int, end: int, now: float,
+               events: list[Event]) -> None:
+        kind = compiled.kind
+        host: str | None = found.group("host") if compiled.has_host else None
+        user: str | None = found.group("user") if compiled.has_user else None
+        if user is None and compiled.has_alt:
+            user = found.group("alt_user") or None
+        count = repeat
+        if compiled.has_count:
+            given = found.group("count")
+            if given:
+                count = min(_MAX_COUNT, count * max(1, int(given)))
+
+        if conn is None:  # no connection id: every line stands alone
+            if kind == "fail" and host:
+                self._fail(compiled.name, host, user, count, stamp, text, now, end, events,
+                           1, (user,) if user else ())
+            elif kind == "success" and host:
+                self._success(compiled.name, host, user, stamp, now, events)
+            return
+
+        connections = self._connections
+        state = connections.get(conn)
+        if state is None:
+            state = connections[conn] = _Conn()
+            if len(connections) > _MAX_CONNECTIONS:
+                del connections[next(iter(connections))]
+        if host:
+            state.host = host
+        if kind == "host":
+            return
+        if user and user not in state.users and len(state.users) < _MAX_USERS:
+            state.users.append(user)
+        state.lines += 1
+
+        if kind == "fail":
+            if state.host:
+                self._fail_conn(state, compiled.name, user, count, stamp, text, now, end,
+                                events)
+            else:
+                state.waiting = compiled.name
+                state.waiting_user = user
+                state.waiting_count = count
+            if compiled.forget:
+                del connections[conn]
+        elif kind == "nofail":
+            if state.waiting and state.host:
+                self._fail_conn(state, state.waiting, state.waiting_user or user,
+                                state.waiting_count, stamp, text, now, end, events)
+            elif len(state.users) > 1 and state.host:
+                # A second user name on one connection: the earlier tries count.
+                self._fail_conn(state, compiled.name, user, count, stamp, text, now, end,
+                                events)
+        elif kind == "success":
+            if len(state.users) > 1 and state.host:
+                # Logged in under another name than the one(s) it failed with.
+                self._fail_conn(state, compiled.name, user, count, stamp, text, now, end,
+                                events)
+            elif host:
+                self._success(compiled.name, host, user, stamp, now, events)
+            del connections[conn]
+        else:  # close
+            if state.waiting and state.host:
+                self._fail_conn(state, state.waiting, state.waiting_user or user,
+                                state.waiting_count, stamp, text, now, end, events)
+            del connections[conn]
+
+    def _fail_conn(self, state: _Conn, rule: str, user: str | None, count: int, stamp: str,
+                   text: str, now: float, end: int, events: list[Event]) -> None:
+        assert state.host is not None
+        if user is None and state.users:
+            user = state.users[-1]
+        self._fail(rule, state.host, user, count, stamp, text, now, end, events,
+                   state.lines, tuple(state.users))
+        state.lines = 0
+        state.waiting = None
+
+    def _ip(self, host: str) -> str | None:
+        ips = self._ips
+        try:
+            return ips[host]
+        except KeyError:
+            pass
+        ip = normalise_ip(host)
+        if len(ips) >= _MAX_IPS:
+            ips.clear()
+        ips[host] = ip
+        return ip
+
+    def _fail(self, rule: str, host: str, user: str | None, count: int, stamp: str,
+              text: str, now: float, end: int, events: list[Event], attempts: int,
+              users: tuple[str, ...]) -> None:
+        ip = self._ip(host)
+        if ip is None and (":" in host or _NAME_OK.fullmatch(host) is None):
+            return  # neither an address nor a host name
+        when = self._times.parse(stamp, now)
+        if when is None:
+            return
+        failure = Failure(ip, host, when, user, rule, count, text[:_MAX_LINE_KEPT])
+        events.append(failure)
+        self._last = failure
+        self._last_end = end
+        if self.trace is not None:
+            self.trace.append(Merged(failure, attempts, users))
+
+    def _success(self, rule: str, host: str, user: str | None, stamp: str, now: float,
+                 events: list[Event]) -> None:
+        ip = self._ip(host)
+        when = self._times.parse(stamp, now)
+        if ip is not None and when is not None:
+            events.append(Success(ip, when, user, rule))
+
+    def _repeat_last(self, text: str, end: int, now: float, events: list[Event]) -> None:
+        """``last message repeated N times`` right after a failure: N more of it."""
+        found = _LAST_REPEATED.match(text)
+        last = self._last
+        if found is None or last is None:
+            return
+        when = self._times.parse(found.group("time"), now)
+        if when is None:
+            return
+        count = min(_MAX_COUNT, int(found.group(2)) * last.count)
+        failure = Failure(last.ip, last.host, when, last.user, last.rule, count,
+                          text[:_MAX_LINE_KEPT])
+        events.append(failure)
+        self._last_end = end
+        if self.trace is not None:
+            self.trace.append(Merged(failure, 1, (last.user,) if last.user else ()))

@@ -1,0 +1,1 @@
+"""Firewall backends: the only code that changes the kernel's packet filter."""

@@ -1,0 +1,1 @@
+"""Jails: per-service counting of failures and the decision to ban."""

@@ -1,0 +1,42 @@
+"""A jail: one filter's matcher feeding one counting policy. Pure: chunk + now -> bans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from tailban.bans.ledger import BanLedger
+from tailban.config.model import JailConfig
+from tailban.core.events import Ban, Failure
+from tailban.filters.matcher import ChunkMatcher
+from tailban.jails.policy import JailPolicy
+
+
+@dataclass(slots=True)
+class FeedResult:
+    failures: list[Failure]
+    bans: list[Ban]
+
+
+class Jail:
+    """Everything the daemon does with a chunk of a jail's log, without any I/O."""
+
+    __slots__ = ("config", "matcher", "policy")
+
+    def __init__(self, config: JailConfig, ledger: BanLedger, tz: tzinfo | None = None) -> None:
+        self.config = config
+        self.matcher = ChunkMatcher(config.filter, tz)
+        self.policy = JailPolicy(config.rules, ledger)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def feed(self, chunk: bytes, now: float, *, replay: bool = False) -> FeedResult:
+        """Failures found in ``chunk`` and the bans they cause.
+
+        Live, ``now`` is the daemon's clock; in replay each failure's own time is "now".
+        """
+        failures = [e for e in self.matcher.scan(chunk, now) if isinstance(e, Failure)]
+        bans = self.policy.observe(failures, None if replay else now) if failures else []
+        return FeedResult(failures, bans)

@@ -1,0 +1,97 @@
+"""The jail's decision: failures of an address within findtime reach maxretry -> ban."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tailban.bans.ledger import BanLedger
+from tailban.core.addresses import IgnoreList
+from tailban.core.events import Ban, Failure
+from tailban.jails.window import FailureWindow
+
+
+@dataclass(frozen=True, slots=True)
+class JailRules:
+    """The numbers a jail decides with (validated by the config loader)."""
+
+    name: str
+    maxretry: int
+    findtime: float
+    bantime: float  # seconds; negative = forever
+    ignore: IgnoreList
+
+
+@dataclass(slots=True)
+class JailCounters:
+    """What status shows about a jail's counting."""
+
+    failures: int = 0
+    ignored: int = 0
+    stale: int = 0
+    while_banned: int = 0
+    bans: int = 0
+
+
+class JailPolicy:
+    """Counts failures per address and decides bans; the ledger is shared by all jails."""
+
+    __slots__ = ("rules", "ledger", "window", "counters")
+
+    def __init__(self, rules: JailRules, ledger: BanLedger) -> None:
+        self.rules = rules
+        self.ledger = ledger
+        self.window = FailureWindow(rules.findtime)
+        self.counters = JailCounters()
+
+    def observe(self, failures: Iterable[Failure], now: float | None = None) -> list[Ban]:
+        """Count ``failures`` and return the bans they cause.
+
+        ``now`` is the daemon's clock; a failure older than findtime at ``now`` is a
+        backlog line that can no longer contribute (fail2ban ignores those too). With
+        ``now=None`` (offline replay) each failure's own time is "now".
+        """
+        rules = self.rules
+        name = rules.name
+        ignore = rules.ignore
+        ledger = self.ledger
+        counters = self.counters
+        bans: list[Ban] = []
+        for failure in failures:
+            ip = failure.ip
+            if ip is None:
+                continue
+            if ip in ignore:
+                counters.ignored += failure.count
+                continue
+            at = failure.time if now is None else now
+            if failure.time < at - rules.findtime:
+                counters.stale += failure.count
+                continue
+            counters.failures += failure.count
+            if ledger.is_banned(name, ip, at):
+                counters.while_banned += failure.count
+                continue
+            seen = self.window.add(ip, failure.time, failure.count)
+            if seen >= rules.maxretry:
+                self.window.forget(ip)
+                expires = None if rules.bantime < 0 else at + rules.bantime
+                ban = Ban(name, ip, at, expires, seen, failure.line)
+                ledger.add(ban)
+                counters.bans += 1
+                bans.append(ban)
+        return bans
+
+    def manual_ban(self, ip: str, now: float, bantime: float | None = None) -> Ban:
+        """A ban asked for by the administrator; ignoreip does not stop it."""
+        seconds = self.rules.bantime if bantime is None else bantime
+        expires = None if seconds < 0 else now + seconds
+        ban = Ban(self.rules.name, ip, now, expires, self.window.count(ip), "", "manual")
+        self.window.forget(ip)
+        self.ledger.add(ban)
+        self.counters.bans += 1
+        return ban
+
+    def expire(self, now: float) -> int:
+        """Forget addresses that have had no failure for findtime (bounded memory)."""
+        return self.window.expire(now)

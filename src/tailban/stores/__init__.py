@@ -1,0 +1,1 @@
+"""Stores: where bans, ban history and log positions outlive the process."""

@@ -1,0 +1,137 @@
+"""SQLite store (WAL): current bans, ban history, file positions.
+
+Writes of one processed chunk go in one transaction; with WAL and synchronous=NORMAL a
+commit costs tens of microseconds and survives a process crash.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from tailban.core.events import Ban, Unban
+from tailban.sources.follower import Position
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bans (
+    jail TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    banned_at REAL NOT NULL,
+    expires_at REAL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    line TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT 'log',
+    PRIMARY KEY (jail, ip)
+);
+CREATE INDEX IF NOT EXISTS bans_expires ON bans (expires_at);
+CREATE TABLE IF NOT EXISTS ban_history (
+    id INTEGER PRIMARY KEY,
+    jail TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    banned_at REAL NOT NULL,
+    expires_at REAL,
+    ended_at REAL,
+    end_reason TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    line TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT 'log'
+);
+CREATE INDEX IF NOT EXISTS ban_history_ip ON ban_history (ip, banned_at);
+CREATE INDEX IF NOT EXISTS ban_history_banned_at ON ban_history (banned_at);
+CREATE TABLE IF NOT EXISTS positions (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL
+);
+"""
+
+
+class SqliteStore:
+    """The daemon's durable state; used from one thread (the event loop)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if path != ":memory:":
+            os.chmod(path, 0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- bans ---------------------------------------------------------------------------
+
+    def load_bans(self) -> list[Ban]:
+        rows = self._db.execute(
+            "SELECT jail, ip, banned_at, expires_at, failures, line, source FROM bans")
+        return [Ban(*row) for row in rows]
+
+    def record(self, bans: Iterable[Ban] = (), unbans: Iterable[Unban] = (),
+               positions: Iterable[Position] = ()) -> None:
+        """Everything one processed chunk changed, in one transaction."""
+        ban_rows = [(b.jail, b.ip, b.banned_at, b.expires_at, b.failures, b.line, b.source)
+                    for b in bans]
+        unban_rows = [(u.at, u.reason, u.jail, u.ip) for u in unbans]
+        pos_rows = [(p.path, p.dev, p.ino, p.offset, p.fingerprint) for p in positions]
+        if not (ban_rows or unban_rows or pos_rows):
+            return
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            if unban_rows:
+                db.executemany(
+                    "UPDATE ban_history SET ended_at = ?, end_reason = ? WHERE id = ("
+                    "SELECT max(id) FROM ban_history WHERE jail = ? AND ip = ?) "
+                    "AND ended_at IS NULL", unban_rows)
+                db.executemany("DELETE FROM bans WHERE jail = ? AND ip = ?",
+                               [(u[2], u[3]) for u in unban_rows])
+            if ban_rows:
+                db.executemany("INSERT OR REPLACE INTO bans VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               ban_rows)
+                db.executemany(
+                    "INSERT INTO ban_history (jail, ip, banned_at, expires_at, failures, line,"
+                    " source) VALUES (?, ?, ?, ?, ?, ?, ?)", ban_rows)
+            if pos_rows:
+                db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)",
+                               pos_rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def history(self, ip: str | None = None, limit: int = 100) -> list[dict[str, object]]:
+        query = ("SELECT jail, ip, banned_at, expires_at, ended_at, end_reason, failures, line,"
+                 " source FROM ban_history")
+        args: tuple[object, ...] = ()
+        if ip is not None:
+            query += " WHERE ip = ?"
+            args = (ip,)
+        query += " ORDER BY id DESC LIMIT ?"
+        cols = ("jail", "ip", "banned_at", "expires_at", "ended_at", "end_reason", "failures",
+                "line", "source")
+        return [dict(zip(cols, row, strict=True))
+                for row in self._db.execute(query, (*args, limit))]
+
+    def purge_history(self, older_than: float) -> int:
+        cur = self._db.execute(
+            "DELETE FROM ban_history WHERE ended_at IS NOT NULL AND ended_at < ?", (older_than,))
+        return cur.rowcount
+
+    # -- positions ----------------------------------------------------------------------
+
+    def load_positions(self) -> dict[str, Position]:
+        rows = self._db.execute("SELECT path, dev, ino, offset, fingerprint FROM positions")
+        return {row[0]: Position(*row) for row in rows}
