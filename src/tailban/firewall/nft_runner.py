@@ -74,11 +74,12 @@ class NftCommandRunner:
 
     kind = "nft-command"
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, prefix: tuple[str, ...] = ()) -> None:
         self.binary = binary or shutil.which("nft") or "/usr/sbin/nft"
+        self.prefix = prefix  # e.g. ("ip", "netns", "exec", NS): run inside a namespace
 
     def run(self, script: str, json_output: bool = False) -> str:
-        argv = [self.binary, *(["-j"] if json_output else []), "-f", "-"]
+        argv = [*self.prefix, self.binary, *(["-j"] if json_output else []), "-f", "-"]
         try:
             done = subprocess.run(argv, input=script, capture_output=True, text=True,
                                   timeout=60, check=False)
