@@ -79,9 +79,15 @@ class NftCommandRunner:
         self.prefix = prefix  # e.g. ("ip", "netns", "exec", NS): run inside a namespace
 
     def run(self, script: str, json_output: bool = False) -> str:
-        argv = [*self.prefix, self.binary, *(["-j"] if json_output else []), "-f", "-"]
+        if json_output:
+            # `nft -j -f -` prints nothing for list commands: pass the one command as argv.
+            argv = [*self.prefix, self.binary, "-j", *script.split()]
+            stdin = None
+        else:
+            argv = [*self.prefix, self.binary, "-f", "-"]
+            stdin = script
         try:
-            done = subprocess.run(argv, input=script, capture_output=True, text=True,
+            done = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                                   timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise FirewallError(f"{self.binary}: {exc}") from None
