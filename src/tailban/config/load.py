@@ -191,7 +191,8 @@ def _jail(doc: IniDocument, name: str, origin: str) -> JailConfig:
     logpath = raw("logpath")
     logpaths = tuple(_logpaths(logpath.text)) if logpath else ()
     if enabled and not logpaths:
-        raise ConfigError("enabled jail has no logpath", file=origin, section=name,
+        raise ConfigError("enabled jail has no logpath", file=logpath.file if logpath else origin,
+                          line=logpath.line if logpath else None, section=name,
                           option="logpath")
     for path in logpaths:
         if not os.path.isabs(path):

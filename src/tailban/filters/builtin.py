@@ -70,10 +70,11 @@ _SSHD_DENIED = (r"not listed in AllowUsers|listed in DenyUsers|not in any group"
                 r"|a group is listed in DenyGroups|none of user's groups are listed in AllowGroups")
 
 SSHD_NORMAL: tuple[Rule, ...] = (
-    _rule("sshd:auth-failure", "uthentication failure for ",
-          _ERR + r"[aA]uthentication (?:failure|error|failed) for (?:illegal user |invalid user )?"
-          r"(?P<user>.*) from " + HOST + r"(?: via \S+)?" + _S,
-          also=("uthentication error for ", "uthentication failed for ")),
+    *(_rule("sshd:auth-failure", literal,
+            _ERR + r"[aA]uthentication (?:failure|error|failed) for "
+            r"(?:illegal user |invalid user )?(?P<user>.*) from " + HOST + r"(?: via \S+)?" + _S)
+      for literal in ("uthentication failure for ", "uthentication error for ",
+                      "uthentication failed for ")),
     _rule("sshd:user-unknown", "User not known",
           _ERR + r"User not known to the underlying authentication module for "
           r"(?:illegal user |invalid user )?(?P<user>.*) from " + HOST + _S),

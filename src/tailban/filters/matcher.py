@@ -57,21 +57,9 @@ class Merged(NamedTuple):
     users: tuple[str, ...]  # user names the connection tried, in order
 
 
-def _overlapping(literals: list[bytes]) -> bool:
-    """Whether some literal can start inside another and end after it."""
-    for first in literals:
-        for second in literals:
-            if second in first:
-                continue
-            if any(first.endswith(second[:k]) for k in range(1, min(len(first),
-                                                                     len(second)))):
-                return True
-    return False
-
-
 class _Compiled:
-    __slots__ = ("rule", "name", "regex", "check", "literal", "also", "literal_b", "also_b",
-                 "kind", "forget", "has_host", "has_user", "has_alt", "has_count")
+    __slots__ = ("rule", "name", "regex", "check", "literal", "also", "kind", "forget",
+                 "has_host", "has_user", "has_alt", "has_count")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -80,8 +68,6 @@ class _Compiled:
         self.check = re.compile(rule.check) if rule.check else None
         self.literal = rule.literal
         self.also = rule.also
-        self.literal_b = rule.literal.encode()
-        self.also_b = tuple(lit.encode() for lit in rule.also)
         self.kind = rule.kind
         self.forget = rule.forget
         groups = self.regex.groupindex
@@ -123,12 +109,6 @@ class ChunkMatcher:
         ordered = sorted(literals, key=len, reverse=True)
         # Longest first, so at one position the longest literal is the one found.
         self._candidates = re.compile(b"|".join(re.escape(lit) for lit in ordered))
-        # Which literals a found literal stands for (itself and those inside it).
-        self._inside = {lit: frozenset(o for o in ordered if o in lit) for lit in ordered}
-        # ``findall`` reports non-overlapping hits: exact only if no literal can begin
-        # inside another one without being contained in it.
-        self._exact_dispatch = not _overlapping(ordered)
-        self._dispatch: dict[tuple[bytes, ...], tuple[_Compiled, ...]] = {}
         self._times = TimestampParser(tz)
         self._connections: dict[str, _Conn] = {}
         self._ips: dict[str, str | None] = {}  # host text -> normalised address
@@ -193,15 +173,10 @@ class ChunkMatcher:
             msg = again.group(2).strip()
         conn: str | None = None
         known = False
-        if self._exact_dispatch:
-            hits = tuple(self._candidates.findall(raw))
-            rules = self._dispatch.get(hits)
-            if rules is None:
-                rules = self._rules_for(hits)
-        else:
-            rules = tuple(c for c in self._rules
-                          if c.literal in msg or any(lit in msg for lit in c.also))
-        for compiled in rules:
+        for compiled in self._rules:
+            if compiled.literal not in msg and not (
+                    compiled.also and any(lit in msg for lit in compiled.also)):
+                continue
             if compiled.kind == "close":
                 # Only the end of a connection this matcher knows can matter.
                 if not known:
@@ -224,18 +199,6 @@ class ChunkMatcher:
             self._apply(compiled, found, conn, head.group("time"), text, repeat, end, now,
                         events)
             return
-
-    def _rules_for(self, hits: tuple[bytes, ...]) -> tuple[_Compiled, ...]:
-        """The rules, in order, whose literals are among (or inside) ``hits``."""
-        present: set[bytes] = set()
-        for hit in hits:
-            present |= self._inside[hit]
-        rules = tuple(c for c in self._rules
-                      if c.literal_b in present or any(a in present for a in c.also_b))
-        if len(self._dispatch) >= 4096:
-            self._dispatch.clear()
-        self._dispatch[hits] = rules
-        return rules
 
     @staticmethod
     def _conn_id(head: re.Match[str]) -> str | None:

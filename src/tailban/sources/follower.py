@@ -210,7 +210,8 @@ class FileFollower:
             self._resume_saved()
             return
         try:
-            os.stat(self.path)
+            if not stat.S_ISREG(os.stat(self.path).st_mode):
+                return  # a directory or device in its place: a real file later is new
         except (FileNotFoundError, NotADirectoryError):
             return  # not created yet: it will be read from 0 once it appears
         except OSError:

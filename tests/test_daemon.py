@@ -1,0 +1,130 @@
+"""The daemon as a process: bad input is reported clearly and nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import DaemonHandle, Namespaces, syslog_line, wait_for
+
+
+def jail_ini(logpath: Path, extra: str = "") -> str:
+    return (f"[DEFAULT]\nmaxretry = 3\nfindtime = 10m\nbantime = 10m\n\n"
+            f"[sshd]\nenabled = true\nport = 22\nlogpath = {logpath}\n{extra}")
+
+
+def failures(ip: str, n: int, pid: int = 100) -> str:
+    return "".join(syslog_line(f"sshd[{pid + i}]: Failed password for root from {ip} "
+                               f"port {40000 + i} ssh2") for i in range(n))
+
+
+def banned(daemon: DaemonHandle) -> set[str]:
+    out = daemon.cli("banned", "--json").stdout
+    return {row["ip"] for row in json.loads(out)}
+
+
+def test_ban_unreadable_log_and_recovery(netns: Namespaces,
+                                         make_daemon: Callable[..., DaemonHandle],
+                                         tmp_path: Path) -> None:
+    ns = netns.add("d")
+    log = tmp_path / "auth.log"
+    other = tmp_path / "missing-yet.log"
+    daemon = make_daemon(jail_ini(log, f"\n[sshd-extra]\nenabled = true\nfilter = sshd\n"
+                                       f"port = 22\nlogpath = {other}\n"), ns=ns)
+    log.write_text("")
+    daemon.start()
+    # A file that does not exist yet is waited for, not an error that stops the jail.
+    status = json.loads(daemon.cli("status", "--json").stdout)
+    assert status["jails"]["sshd-extra"]["files"] == [str(other)]
+    with log.open("a") as f:
+        f.write(failures("203.0.113.9", 3))
+    assert wait_for(lambda: "203.0.113.9" in banned(daemon), 5)
+    other.write_text(failures("203.0.113.10", 3))
+    assert wait_for(lambda: "203.0.113.10" in banned(daemon), 8)
+    # An unreadable log (root reads any file mode, so: a directory in its place) is
+    # reported in status and the daemon log, and followed again once it is a file.
+    bad = tmp_path / "bad.log"
+    bad.mkdir()
+    local = daemon.confdir / "jail.local"
+    local.write_text(f"[sshd-extra]\nlogpath = {bad}\n")
+    assert daemon.cli("reload").returncode == 0
+
+    def file_error() -> str | None:
+        status = json.loads(daemon.cli("status", "--json").stdout)
+        return status["jails"]["sshd-extra"]["file_errors"].get(str(bad))
+
+    assert wait_for(lambda: file_error() is not None, 8)
+    assert str(bad) in daemon.log.read_text()
+    bad.rmdir()
+    bad.write_text(failures("203.0.113.11", 3))
+    assert wait_for(lambda: "203.0.113.11" in banned(daemon), 10)
+    assert file_error() is None
+
+
+def test_reload_keeps_running_config_when_broken(netns: Namespaces,
+                                                 make_daemon: Callable[..., DaemonHandle],
+                                                 tmp_path: Path) -> None:
+    ns = netns.add("r")
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    daemon = make_daemon(jail_ini(log), ns=ns)
+    daemon.start()
+    local = daemon.confdir / "jail.local"
+    for broken, needle in (("[sshd]\nbantime = forever-ish\n", "bantime"),
+                           ("[sshd]\nfilter = nosuchfilter\n", "unknown filter"),
+                           ("[sshd]\nmaxretry = three\n", "maxretry"),
+                           ("[sshd]\nlogpath =\n", "logpath"),
+                           ("garbage without section\n", "jail.local:1")):
+        local.write_text(broken)
+        result = daemon.cli("reload", check=False)
+        assert result.returncode == 1, broken
+        assert "not reloaded" in result.stderr and needle in result.stderr, result.stderr
+        assert str(local) in result.stderr
+    # Still running with the old settings: 3 failures ban.
+    with log.open("a") as f:
+        f.write(failures("198.51.100.7", 3))
+    assert wait_for(lambda: "198.51.100.7" in banned(daemon), 5)
+    # A good reload applies: maxretry 1, and the existing ban survives it.
+    local.write_text("[sshd]\nmaxretry = 1\n")
+    assert daemon.cli("reload").returncode == 0
+    status = json.loads(daemon.cli("status", "--json").stdout)
+    assert status["jails"]["sshd"]["maxretry"] == 1
+    with log.open("a") as f:
+        f.write(failures("198.51.100.8", 1))
+    assert wait_for(lambda: {"198.51.100.7", "198.51.100.8"} <= banned(daemon), 5)
+    # SIGHUP reloads too; a broken file on SIGHUP is logged and ignored.
+    local.write_text("[sshd]\nmaxretry = nope\n")
+    os.kill(daemon.process.pid, 1)  # type: ignore[union-attr]
+    assert wait_for(lambda: "reload refused" in daemon.log.read_text(), 5)
+    assert daemon.cli("ping").returncode == 0
+
+
+def test_bad_config_at_start_exits_78_with_location(make_daemon: Callable[..., DaemonHandle],
+                                                    tmp_path: Path) -> None:
+    daemon = make_daemon("[sshd]\nenabled = true\nlogpath = /x\nbantime = 5 fortnights\n")
+    result = daemon.cli("run", check=False)
+    assert result.returncode == 78
+    assert f"{daemon.confdir / 'jail.conf'}:4: [sshd] bantime:" in result.stderr
+
+
+def test_cli_errors(netns: Namespaces, make_daemon: Callable[..., DaemonHandle],
+                    tmp_path: Path) -> None:
+    ns = netns.add("c")
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    daemon = make_daemon(jail_ini(log), ns=ns)
+    assert daemon.cli("ping", check=False).returncode == 69  # not running
+    daemon.start()
+    bad = daemon.cli("ban", "sshd", "not-an-ip", check=False)
+    assert bad.returncode == 1 and "not an IP address" in bad.stderr
+    bad = daemon.cli("ban", "nojail", "192.0.2.1", check=False)
+    assert bad.returncode == 1 and "no enabled jail" in bad.stderr
+    bad = daemon.cli("unban", "192.0.2.99", check=False)
+    assert bad.returncode == 1 and "not banned" in bad.stderr
+    assert daemon.cli("ban", "sshd", "192.0.2.1", "--bantime", "-1").returncode == 0
+    rows = json.loads(daemon.cli("banned", "--json").stdout)
+    assert rows[0]["ip"] == "192.0.2.1" and rows[0]["expires_at"] is None
+    sock = Path(daemon.socket)
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
