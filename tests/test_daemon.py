@@ -128,3 +128,29 @@ def test_cli_errors(netns: Namespaces, make_daemon: Callable[..., DaemonHandle],
     assert rows[0]["ip"] == "192.0.2.1" and rows[0]["expires_at"] is None
     sock = Path(daemon.socket)
     assert oct(sock.stat().st_mode & 0o777) == "0o600"
+
+
+def test_start_daemonises_with_pidfile(netns: Namespaces,
+                                       make_daemon: Callable[..., DaemonHandle],
+                                       tmp_path: Path) -> None:
+    ns = netns.add("s")
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    daemon = make_daemon(jail_ini(log), ns=ns)
+    result = daemon.cli("start")
+    assert "started" in result.stdout
+    pidfile = Path(daemon.socket).with_name("tailban.pid")
+    pid = int(pidfile.read_text().split()[0])
+    try:
+        assert Path(f"/proc/{pid}").exists()
+        assert os.getsid(pid) != os.getsid(0)  # detached into its own session
+        with log.open("a") as f:
+            f.write(failures("192.0.2.44", 3))
+        assert wait_for(lambda: "192.0.2.44" in banned(daemon), 5)
+        assert daemon.cli("start").returncode == 0  # already running: says so, no second one
+        daemon.cli("stop")
+        assert wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10)
+        assert not pidfile.exists()
+    finally:
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, 9)
