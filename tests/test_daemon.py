@@ -154,3 +154,27 @@ def test_start_daemonises_with_pidfile(netns: Namespaces,
     finally:
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, 9)
+
+
+def test_lines_written_while_down_are_read_once(netns: Namespaces,
+                                                make_daemon: Callable[..., DaemonHandle],
+                                                tmp_path: Path) -> None:
+    ns = netns.add("p")
+    log = tmp_path / "auth.log"
+    # Old history is not replayed: a brand-new file starts at its end.
+    log.write_text(failures("192.0.2.60", 3))
+    daemon = make_daemon(jail_ini(log), ns=ns)
+    daemon.start()
+    daemon.stop()
+    with log.open("a") as f:
+        f.write(failures("192.0.2.61", 3))
+    daemon.start()
+    assert wait_for(lambda: "192.0.2.61" in banned(daemon), 5)
+    assert "192.0.2.60" not in banned(daemon)
+    status = json.loads(daemon.cli("status", "--json").stdout)
+    assert status["jails"]["sshd"]["total_failures"] == 3  # read once, not twice
+    daemon.stop()
+    daemon.start()
+    status = json.loads(daemon.cli("status", "--json").stdout)
+    assert status["jails"]["sshd"]["total_failures"] == 0
+    assert "192.0.2.61" in banned(daemon)  # the ban survived two restarts

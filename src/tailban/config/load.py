@@ -106,7 +106,15 @@ def load_config(confdir: str = DEFAULT_CONFDIR) -> Config:
                               "'.', '_' or '-' (max 32)",
                               file=origin_file, line=origin_line, section=name)
         _check_keys(doc, name, referenced, warnings)
-        jails[name] = _jail(doc, name, origin_file)
+        try:
+            jails[name] = _jail(doc, name, origin_file, origin_line)
+        except ConfigError as exc:
+            enabled = doc.resolve(name, "enabled", {"__name__": name})
+            is_enabled = enabled is not None and enabled.text.strip().lower() in _TRUE
+            if is_enabled or exc.option != "filter":
+                raise
+            # fail2ban's jail.conf lists dozens of disabled jails: keep loading.
+            warnings.append(f"{exc}; the jail is disabled, so it is skipped")
     return Config(confdir, daemon, jails, tuple(warnings), tuple(daemon_files + jail_files))
 
 
@@ -166,7 +174,7 @@ def _daemon_settings(doc: IniDocument) -> DaemonSettings:
         flushonstop=typed("flushonstop", parse_bool, base.flushonstop), table=table)
 
 
-def _jail(doc: IniDocument, name: str, origin: str) -> JailConfig:
+def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailConfig:
     extra = {"__name__": name}
 
     def raw(key: str) -> Value | None:
@@ -186,13 +194,13 @@ def _jail(doc: IniDocument, name: str, origin: str) -> JailConfig:
     except UnknownFilter as exc:
         where = filter_value or mode_value
         raise ConfigError(str(exc), file=where.file if where else origin,
-                          line=where.line if where else None, section=name,
+                          line=where.line if where else origin_line, section=name,
                           option="filter") from None
     logpath = raw("logpath")
     logpaths = tuple(_logpaths(logpath.text)) if logpath else ()
     if enabled and not logpaths:
         raise ConfigError("enabled jail has no logpath", file=logpath.file if logpath else origin,
-                          line=logpath.line if logpath else None, section=name,
+                          line=logpath.line if logpath else origin_line, section=name,
                           option="logpath")
     for path in logpaths:
         if not os.path.isabs(path):

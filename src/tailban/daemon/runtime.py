@@ -10,6 +10,7 @@ import sys
 
 from tailban.config.model import Config
 from tailban.daemon.server import Daemon
+from tailban.firewall.base import FirewallError
 
 EX_CONFIG = 78  # sysexits: systemd's RestartPreventExitStatus keeps it from looping
 
@@ -48,6 +49,9 @@ def run_foreground(config: Config, *, from_start: bool = False) -> int:
         asyncio.run(daemon.run())
     except RuntimeError as exc:  # e.g. another daemon on the socket
         logging.getLogger("tailban").error("%s", exc)
+        return 1
+    except FirewallError as exc:
+        logging.getLogger("tailban").error("cannot set up the firewall, not started: %s", exc)
         return 1
     return 0
 

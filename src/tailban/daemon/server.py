@@ -95,7 +95,8 @@ class Daemon:
         self.firewall.start()
         self.logs = LogSet(self.store.load_positions(), self.from_start)
         self.logs.configure(enabled)
-        self.watcher = DirectoryWatcher(self._on_directory_event)
+        polling = any(j.backend == "polling" for j in enabled)
+        self.watcher = DirectoryWatcher(self._on_directory_event, force_polling=polling)
         for pattern in self.logs.patterns:
             self.watcher.watch(pattern)
         self.watcher.start()
@@ -106,6 +107,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload_signal()))
         for entry in list(self.logs.files.values()):
             self._process(entry)
+        self._save_positions()
         self._schedule_expiry()
         maintenance = loop.create_task(self._maintenance(), name="maintenance")
         sd_notify(f"READY=1\nSTATUS=following {len(self.logs.files)} files")
@@ -126,6 +128,7 @@ class Daemon:
         self.watcher.stop()
         for entry in list(self.logs.files.values()):
             self._process(entry)
+        self._save_positions()
         await self.firewall.drain(5.0)
         await self.firewall.stop()
         if self._expiry is not None:
@@ -189,6 +192,11 @@ class Daemon:
             for ban in bans:
                 log.info("Ban %s in %s (%d failures)", ban.ip, ban.jail, ban.failures)
             self._schedule_expiry(min((b.expires_at for b in bans if b.expires_at), default=None))
+
+    def _save_positions(self) -> None:
+        """Where every file stands, so lines written while we are down are read on start."""
+        positions = [entry.follower.position for entry in self.logs.files.values()]
+        self.store.record(positions=[p for p in positions if p is not None])
 
     def _note_file_error(self, path: str, error: str | None) -> None:
         previous = self._file_errors.get(path)
