@@ -165,9 +165,10 @@ def _element(ban: Ban, now: float) -> str | None:
     if remaining is None:
         return ban.ip
     millis = int(remaining * 1000)
-    if millis < 1000:
-        return None  # ends within a second: not worth a kernel entry
-    return f"{ban.ip} timeout {millis}ms"
+    if millis <= 0:
+        return None  # already over
+    # The kernel's timeout granularity is coarse; a very short ban still gets one second.
+    return f"{ban.ip} timeout {max(millis, 1000)}ms"
 
 
 def _add_lines(table: str, adds: dict[str, list[str]], per_line: int = 2000) -> list[str]:
