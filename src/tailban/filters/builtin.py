@@ -111,7 +111,8 @@ SSHD_NORMAL: tuple[Rule, ...] = (
           r" from " + ADDR + _PORT + r"(?: ssh[12])?" + _S),
     _rule("sshd:change-user", "Change of username",
           r"Disconnecting(?: from)? (?:invalid|authenticating) user (?P<user>{U}) " + ADDR
-          + r" port \d+: Change of username or service not allowed: .*$", forget=True),
+          + r" port \d+: Change of username or service not allowed: \(.*\) -> \(.*\)" + _S,
+          forget=True),
     _rule("sshd:too-many", "Disconnecting: Too many authentication failures",
           r"Disconnecting: Too many authentication failures"
           r"(?: for (?:invalid user )?(?P<user>.*?))?" + _S),
@@ -158,7 +159,7 @@ POSTFIX_AUTH: tuple[Rule, ...] = (
 
 _D_LOGIN = (r"(?:dovecot: )?(?:(?:imap|pop3|managesieve|submission|lmtp)-login: )?(?:Info: )?"
             r"(?:Aborted login|Disconnected|Remote closed connection"
-            r"|Client has quit the connection|Connection closed)\b{L} \(")
+            r"|Client has quit the connection|Connection closed)\b[^<>]*? \(")
 _D_LOGIN_TAIL = (r"\): (?:user=<(?P<user>{U})>, )?(?:method=[-\w]+, )?rip=" + ADDR
                  + r"(?:,.*)?$")
 _D_AUTH = (r"(?:dovecot: )?(?:auth(?:-worker)?(?:\([^)]*\))?: )?(?:Info: )?"

@@ -103,6 +103,9 @@ class ChunkMatcher:
         self._prefix = re.compile(_PREFIX.replace("{tags}", spec.tags))
         self._prefix_5424 = re.compile(_PREFIX_5424.replace("{tags}", spec.tags))
         self._rules = tuple(_Compiled(rule) for rule in spec.rules)
+        # (literal, rule) in rule order; a rule with several literals comes once per literal
+        self._entries = tuple((literal, compiled) for compiled in self._rules
+                              for literal in (compiled.literal, *compiled.also))
         self._ignore = tuple(re.compile(rx) for rx in spec.ignore)
         literals = {lit.encode() for rule in spec.rules for lit in (rule.literal, *rule.also)}
         literals.add(_LAST_REPEATED_LITERAL)
@@ -173,10 +176,11 @@ class ChunkMatcher:
             msg = again.group(2).strip()
         conn: str | None = None
         known = False
-        for compiled in self._rules:
-            if compiled.literal not in msg and not (
-                    compiled.also and any(lit in msg for lit in compiled.also)):
+        tried: _Compiled | None = None
+        for literal, compiled in self._entries:
+            if literal not in msg or compiled is tried:
                 continue
+            tried = compiled
             if compiled.kind == "close":
                 # Only the end of a connection this matcher knows can matter.
                 if not known:
