@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from conftest import DaemonHandle, Namespaces, syslog_line, wait_for
 
@@ -178,3 +181,27 @@ def test_lines_written_while_down_are_read_once(netns: Namespaces,
     status = json.loads(daemon.cli("status", "--json").stdout)
     assert status["jails"]["sshd"]["total_failures"] == 0
     assert "192.0.2.61" in banned(daemon)  # the ban survived two restarts
+
+
+def test_sd_notify_ready_and_stopping(netns: Namespaces,
+                                      make_daemon: Callable[..., DaemonHandle],
+                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Type=notify: READY=1 once the firewall and the followers are set up."""
+    ns = netns.add("n")
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    notify_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(15)
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_path)
+    daemon = make_daemon(jail_ini(log), ns=ns)
+    try:
+        daemon.start()
+        first = listener.recv(4096).decode()
+        assert first.startswith("READY=1")
+        assert daemon.cli("ping").returncode == 0
+        daemon.stop()
+        assert listener.recv(4096).decode() == "STOPPING=1"
+    finally:
+        listener.close()
