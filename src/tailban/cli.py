@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ip")
     p.add_argument("--jail")
     add("reconcile", "rewrite tailban's firewall objects from the ban database")
+    p = add("replay", "run log files through the jails offline; prints what would be banned",
+            json_flag=True)
+    p.add_argument("logs", nargs="+", metavar="LOG", help="log files ('-' for stdin)")
+    p.add_argument("--jail", action="append", help="jail(s) from the configuration to use "
+                   "(default: the enabled jails)")
+    p.add_argument("--filter", help="a filter instead of jails, e.g. sshd or postfix[mode=auth]")
+    p.add_argument("--maxretry", type=int, help="override the jails' maxretry")
+    p.add_argument("--findtime", help="override the jails' findtime")
+    p.add_argument("--bantime", help="override the jails' bantime")
     p = add("check", "validate the configuration without starting", json_flag=True)
     return parser
 
@@ -98,6 +107,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             setup_logging(config.daemon.logtarget, config.daemon.loglevel)
             return run_foreground(config, from_start=args.from_start)
         return _start(config, args.from_start, daemonise)
+    if command == "replay":
+        return _replay(args)
     sock = _socket(args)
     if command == "stop":
         return _stop(args, sock)
@@ -130,6 +141,56 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"firewall rewritten with {result['bans']} bans")
         return 0
     raise AssertionError(command)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from tailban.core.addresses import IgnoreList
+    from tailban.core.durations import parse_duration
+    from tailban.filters.builtin import UnknownFilter, resolve_filter
+    from tailban.tools.replay import replay, write_report
+
+    if args.filter:
+        try:
+            spec = resolve_filter(args.filter)
+        except UnknownFilter as exc:
+            print(f"tailban: {exc}", file=sys.stderr)
+            return 2
+        from tailban.config.model import JailConfig
+        jails = [JailConfig(name=spec.name, enabled=True, filter_ref=args.filter, filter=spec,
+                            logpaths=(), backend="auto", maxretry=5, findtime=600.0,
+                            bantime=600.0, ignoreip=IgnoreList.parse("127.0.0.0/8 ::1"),
+                            ports=(), protocol="tcp", banaction="nftables", allports=True,
+                            blocktype="drop", usedns="no")]
+    else:
+        config = load_config(args.conf)
+        chosen = args.jail or [j.name for j in config.enabled_jails]
+        unknown = [name for name in chosen if name not in config.jails]
+        if unknown:
+            print(f"tailban: no jail {', '.join(unknown)} in {args.conf}", file=sys.stderr)
+            return 2
+        jails = [config.jails[name] for name in chosen]
+    try:
+        overrides: dict[str, Any] = {}
+        if args.maxretry is not None:
+            overrides["maxretry"] = max(1, args.maxretry)
+        if args.findtime is not None:
+            overrides["findtime"] = parse_duration(args.findtime)
+        if args.bantime is not None:
+            overrides["bantime"] = parse_duration(args.bantime, allow_forever=True)
+    except ValueError as exc:
+        print(f"tailban: {exc}", file=sys.stderr)
+        return 2
+    jails = [replace(j, **overrides) for j in jails]
+    progress = sys.stderr if sys.stderr.isatty() and not args.json else None
+    try:
+        result = replay(args.logs, jails, progress=progress)
+    except OSError as exc:
+        print(f"tailban: {exc}", file=sys.stderr)
+        return 1
+    write_report(result, sys.stdout, args.json)
+    return 0
 
 
 def _check(config: Any, as_json: bool) -> int:

@@ -1,0 +1,1 @@
+"""Offline tools that reuse the daemon's pipeline without touching the firewall."""
