@@ -169,7 +169,10 @@ class Daemon:
             if self.logs.rescan_globs():
                 entries = self.logs.in_directory(directory)
             for entry in entries:
-                self._process(entry)
+                try:
+                    self._process(entry)
+                except Exception:  # one file's trouble must not stop the others
+                    log.exception("processing %s failed", entry.path)
 
     def _process(self, entry: FollowedFile) -> None:
         follower = entry.follower
@@ -239,18 +242,20 @@ class Daemon:
         last_full = loop.time()
         while True:
             await asyncio.sleep(SAFETY_POLL)
-            self._process_all()
-            if loop.time() - last_full < MAINTENANCE:
-                continue
-            last_full = loop.time()
-            now = self.clock()
-            for jail in self.jails.values():
-                jail.policy.expire(now)
-            self.store.purge_history(now - self.config.daemon.dbpurgeage)
             try:
+                self._process_all()
+                if loop.time() - last_full < MAINTENANCE:
+                    continue
+                last_full = loop.time()
+                now = self.clock()
+                for jail in self.jails.values():
+                    jail.policy.expire(now)
+                self.store.purge_history(now - self.config.daemon.dbpurgeage)
                 await self.reconcile(only_if_broken=True)
             except FirewallError as exc:
                 log.error("firewall check failed: %s", exc)
+            except Exception:  # keep the safety net alive whatever one round hit
+                log.exception("maintenance round failed")
 
     def _process_all(self) -> None:
         self.logs.rescan_globs()
