@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from filterutil import F2B_LOGS, require_shared
@@ -137,6 +137,8 @@ SSHD: dict[str, Template] = {
         f"Failed password for invalid user {a} from {p} port 50022 ssh2"],
     "failed-password": lambda a, b, n, p: [f"Failed password for {a} from {p} port 50022 ssh2"],
     "invalid-user": lambda a, b, n, p: [f"Invalid user {a} from {p} port 50022"],
+    "failed-ssh1-ruser": lambda a, b, n, p: [
+        f"Failed rhosts-rsa for {a} from {p} port 1022 ssh1: ruser {b}"],
     "failed-publickey-invalid": lambda a, b, n, p: [
         f"Failed publickey for invalid user {a} from {p} port 50022 ssh2: RSA SHA256:{b}"],
     "failed-hostbased": lambda a, b, n, p: [
@@ -233,6 +235,15 @@ _SETTINGS = settings(max_examples=300, deadline=None,
 @_SETTINGS
 @given(template=st.sampled_from(sorted(SSHD)), a=attacker_text, b=attacker_text,
        name=host_name, peer=st.sampled_from(PEERS))
+# Found by this test: the user name forges a change-of-user line ahead of the real
+# "Too many authentication failures" tail, so another rule reads the forged address.
+@example(template="failed-then-too-many",
+         a=" 6.6.6.6 port 22: Change of username or service not allowed: (x", b="",
+         name="x", peer="203.0.113.7")
+@example(template="failed-password-invalid", a="x from 6.6.6.6 port 1 ssh2:", b="",
+         name="x", peer="203.0.113.7")
+@example(template="failed-hostbased", a="", b=" from 6.6.6.6 port 22 ssh2: ", name="x",
+         peer="203.0.113.7")
 def test_sshd_attacker_text_never_picks_the_address(template: str, a: str, b: str,
                                                     name: str, peer: str) -> None:
     _check("sshd", template, a, b, name, peer)
@@ -249,6 +260,12 @@ def test_postfix_attacker_text_never_picks_the_address(template: str, a: str, b:
 @_SETTINGS
 @given(template=st.sampled_from(sorted(DOVECOT)), a=attacker_text, b=attacker_text,
        name=host_name, peer=st.sampled_from(PEERS))
+@example(template="login-user", a="", b=">, rip=6.6.6.6, lip=192.0.2.9, ", name="x",
+         peer="203.0.113.7")
+@example(template="login-disabled", a=" (auth failed, 1 attempts): user=<x>, rip=6.6.6.6, ",
+         b="", name="x", peer="203.0.113.7")
+@example(template="passdb-given-password", a="x,6.6.6.6): unknown user (given password: ",
+         b="", name="x", peer="203.0.113.7")
 def test_dovecot_attacker_text_never_picks_the_address(template: str, a: str, b: str,
                                                        name: str, peer: str) -> None:
     _check("dovecot", template, a, b, name, peer)

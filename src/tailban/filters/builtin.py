@@ -63,9 +63,9 @@ _PORT = r"(?: port \d+)?"
 _PW_TAIL = r" port \d+(?: ssh2| ssh1(?:: ruser .*)?)?" + _S
 #: public key and host based methods add ``: KEYTYPE FINGERPRINT[, client user ...]``
 _KEY_TAIL = r"(?: port \d+)?(?: ssh[12])?(?:: .*)?$"
-_PAM_TAIL = (r"authentication failure;(?:\s+(?:logname|e?uid|tty)=\S*)*\s+ruser={L}\s+rhost="
-             + HOST + r"(?:\s+user=(?P<user>.*?))?" + _S)
-_PAM_TAIL = _PAM_TAIL.replace("ruser={L}", "ruser=(?P<alt_user>{L})")
+#: pam_unix: ``ruser`` (before the address) and ``user`` (after it) may both be the client's
+_PAM_TAIL = (r"authentication failure;(?:\s+(?:logname|e?uid|tty)=\S*)*"
+             r"\s+ruser=(?P<alt_user>{L})\s+rhost=" + HOST + r"(?:\s+user=(?P<user>.*?))?" + _S)
 _SSHD_DENIED = (r"not listed in AllowUsers|listed in DenyUsers|not in any group"
                 r"|a group is listed in DenyGroups|none of user's groups are listed in AllowGroups")
 
@@ -87,9 +87,9 @@ SSHD_NORMAL: tuple[Rule, ...] = (
     _rule("sshd:failed-hostbased", "Failed hostbased for ",
           r"Failed hostbased for (?:invalid user )?(?P<user>{U}) from " + ADDR + _KEY_TAIL),
     # Password-like methods: sshd adds nothing after ``ssh2``, so the address is the one
-    # before the line's fixed end.
+    # before the line's fixed end (ssh1 added the client's ``ruser``: hence the check).
     _rule("sshd:failed-password", "Failed ",
-          r"Failed [-\w/@.]+ for (?:invalid user )?(?P<user>.*) from " + ADDR + _PW_TAIL),
+          r"Failed [-\w/@.]+ for (?:invalid user )?(?P<user>{U}) from " + ADDR + _PW_TAIL),
     # Very old sshd: no port.
     _rule("sshd:failed-password", "Failed ",
           r"Failed [-\w/@.]+ for (?:invalid user )?(?P<user>.*) from " + ADDR + "$"),
@@ -180,11 +180,10 @@ DOVECOT_NORMAL: tuple[Rule, ...] = (
           r"|proxy dest auth failed)" + _D_LOGIN_TAIL),
     _rule("dovecot:disabled-auth", "tried to use dis",
           _D_LOGIN + r"tried to use (?:disabled|disallowed) [-\w]+ auth" + _D_LOGIN_TAIL),
-    _rule("dovecot:passdb", "): ",
+    _rule("dovecot:passdb", "unknown user",
           _D_AUTH + _D_PASSDB + r"\((?P<user>{U})," + ADDR
           + r"(?:,(?:<[^>]*>)?)?\): " + _D_REASON,
-          also=("unknown user", "assword mismatch", "invalid credentials",
-                "pam_authenticate() failed")),
+          also=("assword mismatch", "invalid credentials", "pam_authenticate() failed")),
     _rule("dovecot:pam-unix", "authentication failure;",
           r"(?:dovecot: )?(?:(?:auth(?:-worker)?|dovecot-auth)(?:\([^)]*\))?: )?"
           r"pam_unix\(dovecot:auth\):\s+" + _PAM_TAIL),
