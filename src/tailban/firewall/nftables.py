@@ -137,17 +137,14 @@ class NftablesBackend:
         return "\n".join(lines) + "\n"
 
     def _list_sets(self) -> builtins.list[dict[str, Any]]:
-        try:
-            out = self.runner.run(f"list table inet {self.table}\n", json_output=True)
-        except FirewallError:
-            return []
-        try:
-            items = json.loads(out).get("nftables", [])
-        except ValueError:
-            return []
-        return [item["set"] for item in items if isinstance(item, dict) and "set" in item]
+        """The table's sets as nft's JSON objects; None when the table does not exist."""
+        return self._table_sets() or []
 
     def _existing_sets(self) -> set[str] | None:
+        sets = self._table_sets()
+        return None if sets is None else {str(item["name"]) for item in sets}
+
+    def _table_sets(self) -> builtins.list[dict[str, Any]] | None:
         try:
             out = self.runner.run(f"list table inet {self.table}\n", json_output=True)
         except FirewallError:
@@ -155,9 +152,8 @@ class NftablesBackend:
         try:
             items = json.loads(out).get("nftables", [])
         except ValueError:
-            return set()
-        return {str(item["set"]["name"]) for item in items
-                if isinstance(item, dict) and "set" in item}
+            return []
+        return [item["set"] for item in items if isinstance(item, dict) and "set" in item]
 
 
 def _element(ban: Ban, now: float) -> str | None:
