@@ -205,3 +205,33 @@ def test_sd_notify_ready_and_stopping(netns: Namespaces,
         assert listener.recv(4096).decode() == "STOPPING=1"
     finally:
         listener.close()
+
+
+def test_banaction_per_jail_reaches_its_backend(netns: Namespaces,
+                                                make_daemon: Callable[..., DaemonHandle],
+                                                tmp_path: Path) -> None:
+    """One daemon, two jails, two firewalls: nftables for sshd, blackhole routes for mail."""
+    ns = netns.add("b")
+    log = tmp_path / "auth.log"
+    mail = tmp_path / "mail.log"
+    log.write_text("")
+    mail.write_text("")
+    daemon = make_daemon(jail_ini(log) + (
+        f"\n[postfix-sasl]\nenabled = true\nfilter = postfix[mode=auth]\nport = 25\n"
+        f"logpath = {mail}\nbanaction = route\n"), ns=ns)
+    daemon.start()
+    status = json.loads(daemon.cli("status", "--json").stdout)
+    assert status["firewall"]["backend"] == "nftables+route"
+    with log.open("a") as f:
+        f.write(failures("192.0.2.70", 3))
+    with mail.open("a") as f:
+        f.write("".join(syslog_line(
+            f"postfix/smtpd[{900 + i}]: warning: unknown[192.0.2.71]: SASL LOGIN "
+            "authentication failed: UGFzc3dvcmQ6") for i in range(3)))
+    assert wait_for(lambda: {"192.0.2.70", "192.0.2.71"} <= banned(daemon), 5)
+    routes = netns.run(ns, ["ip", "route", "show", "type", "blackhole"]).stdout
+    assert "192.0.2.71" in routes and "192.0.2.70" not in routes
+    nft = netns.run(ns, ["nft", "list", "set", "inet", "tailban", "sshd-v4"]).stdout
+    assert "192.0.2.70" in nft and "192.0.2.71" not in nft
+    daemon.cli("unban", "192.0.2.71")
+    assert "192.0.2.71" not in netns.run(ns, ["ip", "route", "show", "type", "blackhole"]).stdout

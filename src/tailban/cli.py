@@ -264,8 +264,13 @@ def _stop(args: argparse.Namespace, sock: str) -> int:
 
 
 def _flush_without_daemon(confdir: str) -> None:
-    from tailban.firewall.nftables import NftablesBackend
-    NftablesBackend(load_daemon_settings(confdir).table).stop(flush=True)
+    """Remove every backend's objects for the configured jails (nftables table at least)."""
+    from tailban.daemon.server import build_backend, firewall_jails
+    config = load_config(confdir)
+    backend = build_backend(config)
+    backend.backend("nftables")  # always clean tailban's nftables table too
+    backend.start(firewall_jails(config.enabled_jails))
+    backend.stop(flush=True)
 
 
 def _print(result: Any, as_json: bool, formatter: Any) -> int:

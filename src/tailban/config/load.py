@@ -20,6 +20,7 @@ from tailban.config.model import Config, DaemonSettings, JailConfig
 from tailban.core.addresses import IgnoreList
 from tailban.core.durations import parse_duration
 from tailban.filters.builtin import UnknownFilter, resolve_filter
+from tailban.firewall.registry import banaction as banaction_kind
 
 T = TypeVar("T")
 
@@ -27,13 +28,6 @@ DEFAULT_CONFDIR = "/etc/tailban"
 _JAIL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
-_BANACTIONS = {
-    "nftables": ("nftables", False),
-    "nftables-multiport": ("nftables", False),
-    "nftables[type=multiport]": ("nftables", False),
-    "nftables-allports": ("nftables", True),
-    "nftables[type=allports]": ("nftables", True),
-}
 _BACKENDS = {"auto": "auto", "watchdog": "watchdog", "inotify": "watchdog",
              "pyinotify": "watchdog", "polling": "polling"}
 _PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "all")
@@ -219,7 +213,7 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
     protocol = typed("protocol", _protocol, "tcp")
     no_ports: tuple[str, ...] = ()
     ports = typed("port", lambda t: _ports(t, protocol), no_ports)
-    banaction, allports = typed("banaction", _banaction, ("nftables", False))
+    banaction, allports = typed("banaction", banaction_kind, ("nftables", False))
     blocktype = typed("blocktype", _blocktype, "drop")
     usedns = typed("usedns", _usedns, "warn")
     return JailConfig(
@@ -313,14 +307,6 @@ def _port_number(part: str, protocol: str) -> int:
         except OSError:
             continue
     raise ValueError(f"unknown service name {part!r} (not in /etc/services)")
-
-
-def _banaction(text: str) -> tuple[str, bool]:
-    key = text.strip().lower().replace(" ", "")
-    if key not in _BANACTIONS:
-        raise ValueError("unknown banaction (available: "
-                         f"{', '.join(sorted(k for k in _BANACTIONS if '[' not in k))})")
-    return _BANACTIONS[key]
 
 
 def _blocktype(text: str) -> str:

@@ -39,7 +39,7 @@ class JailConfig:
     ignoreip: IgnoreList
     ports: tuple[str, ...]  # "22", "1000-2000"; empty = all ports
     protocol: str
-    banaction: str  # canonical backend name, e.g. "nftables"
+    banaction: str  # backend kind: nftables, iptables, iptables-rules, route, ipfw, pf
     allports: bool
     blocktype: str  # drop | reject
     usedns: str

@@ -28,7 +28,7 @@ from tailban.daemon.firewall_worker import FirewallWorker
 from tailban.daemon.logs import FollowedFile, LogSet
 from tailban.daemon.notify import sd_notify
 from tailban.firewall.base import FirewallBackend, FirewallError, JailFirewall
-from tailban.firewall.nftables import NftablesBackend
+from tailban.firewall.registry import CompositeBackend, make_backend
 from tailban.jails.jail import Jail
 from tailban.sources.watch import DirectoryWatcher
 from tailban.stores.sqlite import SqliteStore
@@ -44,6 +44,18 @@ def firewall_jails(jails: Iterable[JailConfig]) -> list[JailFirewall]:
     return [JailFirewall(j.name, j.ports, j.protocol, j.allports, j.blocktype) for j in jails]
 
 
+def firewall_kinds(jails: Iterable[JailConfig]) -> list[tuple[JailFirewall, str]]:
+    """Each jail with its backend kind (``banaction``), for the composite backend."""
+    jails = list(jails)
+    return list(zip(firewall_jails(jails), (j.banaction for j in jails), strict=True))
+
+
+def build_backend(config: Config) -> CompositeBackend:
+    table = config.daemon.table
+    return CompositeBackend(firewall_kinds(config.enabled_jails),
+                            lambda kind: make_backend(kind, table=table))
+
+
 class Daemon:
     """Owns every adapter; the decisions themselves live in the pure jails and ledger."""
 
@@ -53,7 +65,7 @@ class Daemon:
         self.config = config
         self.from_start = from_start
         self.clock = clock
-        self.backend: FirewallBackend = backend or NftablesBackend(config.daemon.table)
+        self.backend: FirewallBackend = backend or build_backend(config)
         self.ledger = BanLedger()
         self.jails: dict[str, Jail] = {}
         self.flush_on_stop = config.daemon.flushonstop
@@ -304,6 +316,8 @@ class Daemon:
                 self.ledger.remove(unban.jail, unban.ip)
             self.jails = jails
             self.config = new
+            if isinstance(self.backend, CompositeBackend):
+                self.backend.configure(firewall_kinds(enabled.values()))
             try:
                 await loop.run_in_executor(None, self._firewall_layout)
             except FirewallError as exc:
