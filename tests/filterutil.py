@@ -8,8 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
+from conftest import require
 from tailban.core.events import Failure
 from tailban.filters.matcher import ChunkMatcher
 
@@ -26,13 +25,8 @@ F2B_NOW = 1124013600.0
 
 def require_shared(path: Path) -> None:
     """Skip (outside CI) or fail (CI=true) when a file or folder of ../shared is missing."""
-    if path.exists():
-        return
-    message = (f"{path} is missing: the shared corpus (../shared beside the repository) "
-               "is not present on this machine")
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " -- CI must run with shared/ beside the clone")
-    pytest.skip(message)
+    require(path.exists(), f"{path} is missing: the shared corpus (../shared beside the "
+            "repository) is not present on this machine")
 
 
 @contextmanager
