@@ -174,3 +174,16 @@ def test_disabled_jail_with_unknown_filter_is_skipped(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(d2))
     assert info.value.line == 1 and info.value.option == "filter"
+
+
+def test_bantime_increment_options(tmp_path: Path) -> None:
+    d = confdir(tmp_path, BASE + "bantime.increment = true\nbantime.factor = 2\n"
+                "bantime.maxtime = 1w\nbantime.rndtime = 5m\nbantime.overalljails = true\n"
+                "bantime.multipliers = 1 2 4\n")
+    inc = load_config(str(d)).jails["sshd"].increment
+    assert inc.enabled and inc.factor == 2 and inc.maxtime == 604800 and inc.rndtime == 300
+    assert inc.overalljails and inc.multipliers == (1, 2, 4)
+    (tmp_path / "jail.local").write_text("[sshd]\nbantime.formula = ban.Time * 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(d))
+    assert info.value.option == "bantime.formula" and "evaluates no code" in str(info.value)

@@ -235,3 +235,30 @@ def test_banaction_per_jail_reaches_its_backend(netns: Namespaces,
     assert "192.0.2.70" in nft and "192.0.2.71" not in nft
     daemon.cli("unban", "192.0.2.71")
     assert "192.0.2.71" not in netns.run(ns, ["ip", "route", "show", "type", "blackhole"]).stdout
+
+
+def test_repeat_offender_banned_longer_across_restart(netns: Namespaces,
+                                                      make_daemon: Callable[..., DaemonHandle],
+                                                      tmp_path: Path) -> None:
+    ns = netns.add("i")
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    daemon = make_daemon(jail_ini(log, "maxretry = 1\nbantime.increment = true\n"), ns=ns)
+    daemon.start()
+
+    def ban_length() -> float:
+        rows = json.loads(daemon.cli("banned", "--json").stdout)
+        row = next(r for r in rows if r["ip"] == "192.0.2.90")
+        return float(row["expires_at"] - row["banned_at"])
+
+    lengths = []
+    for round_ in range(3):
+        if round_ == 2:
+            daemon.stop()
+            daemon.start()
+        with log.open("a") as f:
+            f.write(failures("192.0.2.90", 1, pid=500 + round_))
+        assert wait_for(lambda: "192.0.2.90" in banned(daemon), 5)
+        lengths.append(ban_length())
+        daemon.cli("unban", "192.0.2.90")
+    assert lengths == [600, 1200, 2400]

@@ -18,6 +18,7 @@ from tailban.config.errors import ConfigError
 from tailban.config.ini import IniDocument, Value
 from tailban.config.model import Config, DaemonSettings, JailConfig
 from tailban.core.addresses import IgnoreList
+from tailban.core.bantime import BantimeIncrement, parse_multipliers
 from tailban.core.durations import parse_duration
 from tailban.filters.builtin import UnknownFilter, resolve_filter
 from tailban.firewall.registry import banaction as banaction_kind
@@ -35,7 +36,9 @@ _DAEMON_KEYS = {"socket", "pidfile", "dbfile", "logtarget", "loglevel", "dbpurge
                 "flushonstop", "table", "dbmaxmatches", "allowipv6", "syslogsocket"}
 _JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "findtime",
               "bantime", "ignoreip", "ignoreself", "port", "protocol", "banaction",
-              "banaction_allports", "blocktype", "usedns", "logencoding"}
+              "banaction_allports", "blocktype", "usedns", "logencoding",
+              "bantime.increment", "bantime.factor", "bantime.formula", "bantime.multipliers",
+              "bantime.maxtime", "bantime.rndtime", "bantime.overalljails"}
 # fail2ban options that mean nothing here yet: accepted with a warning so a fail2ban
 # jail.local keeps loading instead of failing on its first line.
 _FAIL2BAN_IGNORED = {"action", "chain", "destemail", "sender", "mta", "ignorecommand",
@@ -43,9 +46,7 @@ _FAIL2BAN_IGNORED = {"action", "chain", "destemail", "sender", "mta", "ignorecom
                      "maxmatches", "mode_default", "action_", "action_mw", "action_mwl",
                      "action_xarf", "action_cf_mwl", "action_blocklist_de", "action_abuseipdb",
                      "action_badips", "action_badips_report", "banaction_type", "prefregex",
-                     "bantime.increment", "bantime.factor", "bantime.formula",
-                     "bantime.multipliers", "bantime.maxtime", "bantime.rndtime",
-                     "bantime.overalljails", "ignorecache", "failregex", "ignoreregex",
+                     "ignorecache", "failregex", "ignoreregex",
                      "logtimezone", "fail2ban_agent", "dbfile", "dbpurgeage"}
 _INTERP_REF = re.compile(r"%\(([^)]+)\)s")
 
@@ -216,12 +217,22 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
     banaction, allports = typed("banaction", banaction_kind, ("nftables", False))
     blocktype = typed("blocktype", _blocktype, "drop")
     usedns = typed("usedns", _usedns, "warn")
+    typed("bantime.formula", _formula, None)
+    no_multipliers: tuple[float, ...] = ()
+    no_limit: float | None = None
+    increment = BantimeIncrement(
+        enabled=typed("bantime.increment", parse_bool, False),
+        factor=typed("bantime.factor", _positive_float, 1.0),
+        multipliers=typed("bantime.multipliers", parse_multipliers, no_multipliers),
+        maxtime=typed("bantime.maxtime", parse_duration, no_limit),
+        rndtime=typed("bantime.rndtime", parse_duration, no_limit),
+        overalljails=typed("bantime.overalljails", parse_bool, False))
     return JailConfig(
         name=name, enabled=enabled, filter_ref=filter_ref, filter=spec, logpaths=logpaths,
         backend=backend, maxretry=maxretry, findtime=findtime, bantime=bantime,
         ignoreip=ignoreip, ports=() if allports else ports, protocol=protocol,
         banaction=banaction, allports=allports or not ports, blocktype=blocktype,
-        usedns=usedns, source_file=origin)
+        usedns=usedns, increment=increment, source_file=origin)
 
 
 def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T:
@@ -239,6 +250,22 @@ def parse_bool(text: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError("expected true or false")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        number = float(text.strip())
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if number <= 0:
+        raise ValueError("must be positive")
+    return number
+
+
+def _formula(text: str) -> None:
+    """fail2ban evaluates Python here; tailban runs no configured code."""
+    raise ValueError("custom formulas are not supported (tailban evaluates no code): the "
+                     "default formula is built in; use bantime.factor or bantime.multipliers")
 
 
 def _positive_int(text: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tailban.core.addresses import IgnoreList
+from tailban.core.bantime import BantimeIncrement
 from tailban.filters.model import FilterSpec
 from tailban.jails.policy import JailRules
 
@@ -43,11 +44,13 @@ class JailConfig:
     allports: bool
     blocktype: str  # drop | reject
     usedns: str
+    increment: BantimeIncrement = field(default_factory=BantimeIncrement)
     source_file: str = ""
 
     @property
     def rules(self) -> JailRules:
-        return JailRules(self.name, self.maxretry, self.findtime, self.bantime, self.ignoreip)
+        return JailRules(self.name, self.maxretry, self.findtime, self.bantime, self.ignoreip,
+                         self.increment)
 
 
 @dataclass(frozen=True, slots=True)

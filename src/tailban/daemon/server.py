@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -98,8 +99,9 @@ class Daemon:
         if dropped:
             self.store.record(unbans=[Unban(b.jail, b.ip, now, "expired while stopped")
                                       for b in dropped])
+        self._ban_counts = self.store.ban_counts()
         for jail_config in enabled:
-            self.jails[jail_config.name] = Jail(jail_config, self.ledger)
+            self.jails[jail_config.name] = self._new_jail(jail_config)
         # The kernel gets every ban back in one transaction before anything else runs.
         await loop.run_in_executor(None, self._firewall_layout)
         log.info("firewall %s ready: %d bans restored", self.backend.name, len(self.ledger))
@@ -154,6 +156,19 @@ class Daemon:
         await self.control.stop()
         log.info("tailban stopped (%s)", "firewall flushed" if self.flush_on_stop
                  else "bans left in the kernel")
+
+    def _new_jail(self, config: JailConfig) -> Jail:
+        """A jail whose repeat-offender counts continue from the ban history."""
+        if config.increment.overalljails:
+            overall = self._ban_counts.setdefault("*", {})
+            if not overall:
+                for per_jail in list(self._ban_counts.values()):
+                    for ip, n in per_jail.items():
+                        overall[ip] = overall.get(ip, 0) + n
+            counts = overall
+        else:
+            counts = self._ban_counts.setdefault(config.name, {})
+        return Jail(config, self.ledger, previous_bans=counts, jitter=random.random)
 
     def _firewall_layout(self) -> None:
         self.backend.start(firewall_jails(j.config for j in self.jails.values()))
@@ -308,7 +323,7 @@ class Daemon:
             for name, jail_config in enabled.items():
                 current = old_jails.get(name)
                 jails[name] = (current if current is not None and current.config == jail_config
-                               else Jail(jail_config, self.ledger))
+                               else self._new_jail(jail_config))
             now = self.clock()
             removed = [Unban(b.jail, b.ip, now, "jail removed") for b in list(self.ledger)
                        if b.jail not in enabled]

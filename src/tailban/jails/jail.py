@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
 
@@ -23,10 +24,13 @@ class Jail:
 
     __slots__ = ("config", "matcher", "policy")
 
-    def __init__(self, config: JailConfig, ledger: BanLedger, tz: tzinfo | None = None) -> None:
+    def __init__(self, config: JailConfig, ledger: BanLedger, tz: tzinfo | None = None, *,
+                 previous_bans: dict[str, int] | None = None,
+                 jitter: Callable[[], float] = lambda: 0.0) -> None:
         self.config = config
         self.matcher = ChunkMatcher(config.filter, tz)
-        self.policy = JailPolicy(config.rules, ledger)
+        self.policy = JailPolicy(config.rules, ledger, previous_bans=previous_bans,
+                                 jitter=jitter)
 
     @property
     def name(self) -> str:

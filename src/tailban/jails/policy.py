@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from tailban.bans.ledger import BanLedger
 from tailban.core.addresses import IgnoreList
+from tailban.core.bantime import BantimeIncrement
 from tailban.core.events import Ban, Failure
 from tailban.jails.window import FailureWindow
 
@@ -20,6 +21,7 @@ class JailRules:
     findtime: float
     bantime: float  # seconds; negative = forever
     ignore: IgnoreList
+    increment: BantimeIncrement = field(default_factory=BantimeIncrement)
 
 
 @dataclass(slots=True)
@@ -36,13 +38,26 @@ class JailCounters:
 class JailPolicy:
     """Counts failures per address and decides bans; the ledger is shared by all jails."""
 
-    __slots__ = ("rules", "ledger", "window", "counters")
+    __slots__ = ("rules", "ledger", "window", "counters", "previous_bans", "jitter")
 
-    def __init__(self, rules: JailRules, ledger: BanLedger) -> None:
+    def __init__(self, rules: JailRules, ledger: BanLedger, *,
+                 previous_bans: dict[str, int] | None = None,
+                 jitter: Callable[[], float] = lambda: 0.0) -> None:
         self.rules = rules
         self.ledger = ledger
         self.window = FailureWindow(rules.findtime)
         self.counters = JailCounters()
+        # Bans per address so far (this jail's, or shared by all jails for overalljails):
+        # what bantime.increment grows with. Seeded from the store's history at start.
+        self.previous_bans = {} if previous_bans is None else previous_bans
+        self.jitter = jitter
+
+    def _bantime(self, ip: str, override: float | None = None) -> float:
+        count = self.previous_bans.get(ip, 0)
+        self.previous_bans[ip] = count + 1
+        if override is not None:
+            return override
+        return self.rules.increment.seconds(self.rules.bantime, count, self.jitter())
 
     def observe(self, failures: Iterable[Failure], now: float | None = None) -> list[Ban]:
         """Count ``failures`` and return the bans they cause.
@@ -75,7 +90,8 @@ class JailPolicy:
             seen = self.window.add(ip, failure.time, failure.count)
             if seen >= rules.maxretry:
                 self.window.forget(ip)
-                expires = None if rules.bantime < 0 else at + rules.bantime
+                seconds = self._bantime(ip)
+                expires = None if seconds < 0 else at + seconds
                 ban = Ban(name, ip, at, expires, seen, failure.line)
                 ledger.add(ban)
                 counters.bans += 1
@@ -84,7 +100,7 @@ class JailPolicy:
 
     def manual_ban(self, ip: str, now: float, bantime: float | None = None) -> Ban:
         """A ban asked for by the administrator; ignoreip does not stop it."""
-        seconds = self.rules.bantime if bantime is None else bantime
+        seconds = self._bantime(ip, bantime)
         expires = None if seconds < 0 else now + seconds
         ban = Ban(self.rules.name, ip, now, expires, self.window.count(ip), "", "manual")
         self.window.forget(ip)

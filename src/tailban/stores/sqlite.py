@@ -125,6 +125,14 @@ class SqliteStore:
         return [dict(zip(cols, row, strict=True))
                 for row in self._db.execute(query, (*args, limit))]
 
+    def ban_counts(self) -> dict[str, dict[str, int]]:
+        """Bans per address so far, per jail (bantime.increment grows with these)."""
+        counts: dict[str, dict[str, int]] = {}
+        for jail, ip, n in self._db.execute(
+                "SELECT jail, ip, count(*) FROM ban_history GROUP BY jail, ip"):
+            counts.setdefault(jail, {})[ip] = n
+        return counts
+
     def purge_history(self, older_than: float) -> int:
         cur = self._db.execute(
             "DELETE FROM ban_history WHERE ended_at IS NOT NULL AND ended_at < ?", (older_than,))
