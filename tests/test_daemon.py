@@ -262,3 +262,53 @@ def test_repeat_offender_banned_longer_across_restart(netns: Namespaces,
         lengths.append(ban_length())
         daemon.cli("unban", "192.0.2.90")
     assert lengths == [600, 1200, 2400]
+
+
+def test_recidive_bans_repeat_offenders_on_all_ports(netns: Namespaces,
+                                                     make_daemon: Callable[..., DaemonHandle],
+                                                     tmp_path: Path) -> None:
+    ns = netns.add("rc")
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    daemon = make_daemon(jail_ini(log, "maxretry = 1\n") + (
+        "\n[recidive]\nenabled = true\nfilter = recidive\nbanaction = nftables-allports\n"
+        "maxretry = 2\nfindtime = 1d\nbantime = 1w\n"), ns=ns)
+    daemon.start()
+
+    def jails_of(ip: str) -> set[str]:
+        rows = json.loads(daemon.cli("banned", "--json").stdout)
+        return {r["jail"] for r in rows if r["ip"] == ip}
+
+    with log.open("a") as f:
+        f.write(failures("192.0.2.99", 1, pid=700))
+    assert wait_for(lambda: jails_of("192.0.2.99") == {"sshd"}, 5)
+    daemon.cli("unban", "192.0.2.99")
+    with log.open("a") as f:
+        f.write(failures("192.0.2.99", 1, pid=701))
+    assert wait_for(lambda: jails_of("192.0.2.99") == {"sshd", "recidive"}, 5)
+    rows = json.loads(daemon.cli("banned", "--json").stdout)
+    recidive = next(r for r in rows if r["jail"] == "recidive")
+    assert recidive["expires_at"] - recidive["banned_at"] == 604800
+    ruleset = netns.run(ns, ["nft", "list", "table", "inet", "tailban"]).stdout
+    assert "ip saddr @recidive-v4 drop" in ruleset  # every port, not only 22
+    assert wait_for(lambda: "192.0.2.99" in netns.run(
+        ns, ["nft", "list", "set", "inet", "tailban", "recidive-v4"]).stdout, 5)
+
+
+def test_firewall_removed_behind_our_back_is_restored(netns: Namespaces,
+                                                      make_daemon: Callable[..., DaemonHandle],
+                                                      tmp_path: Path) -> None:
+    ns = netns.add("fl")
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    daemon = make_daemon(jail_ini(log), ns=ns, extra_daemon="checkinterval = 1\n")
+    daemon.start()
+    daemon.cli("ban", "sshd", "192.0.2.123")
+    netns.run(ns, ["nft", "flush", "ruleset"])
+
+    def restored() -> bool:
+        out = netns.run(ns, ["nft", "list", "set", "inet", "tailban", "sshd-v4"], check=False)
+        return out.returncode == 0 and "192.0.2.123" in out.stdout
+
+    assert wait_for(restored, 10, 0.1)
+    assert "changed behind tailban's back" in daemon.log.read_text()

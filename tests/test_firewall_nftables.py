@@ -144,3 +144,18 @@ def test_failed_transaction_is_retried_never_dropped(netns: Namespaces, ns: str,
     assert pending == 2 and error is not None and "simulated failure" in error
     assert done
     assert wait_for(lambda: fw.list()["sshd"] == {"192.0.2.10", "192.0.2.12"}, 5)
+
+
+def test_long_and_short_ban_times(netns: Namespaces, ns: str) -> None:
+    """A week, a year and beyond (no kernel timeout then), and under a second."""
+    fw = backend_in(ns)
+    fw.start([SSHD])
+    batch = FirewallBatch()
+    batch.ban(ban("192.0.2.1", seconds=604800))
+    batch.ban(ban("192.0.2.2", seconds=365 * 86400))
+    batch.ban(ban("192.0.2.3", seconds=10 * 365 * 86400))
+    batch.ban(ban("192.0.2.4", seconds=0.3))
+    fw.apply(batch, NOW)
+    found = elements(netns, ns, "sshd-v4")
+    assert found["192.0.2.1"] == 604800 and found["192.0.2.2"] == 365 * 86400
+    assert found["192.0.2.3"] is None and found["192.0.2.4"] == 1

@@ -33,7 +33,8 @@ _BACKENDS = {"auto": "auto", "watchdog": "watchdog", "inotify": "watchdog",
              "pyinotify": "watchdog", "polling": "polling"}
 _PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "all")
 _DAEMON_KEYS = {"socket", "pidfile", "dbfile", "logtarget", "loglevel", "dbpurgeage",
-                "flushonstop", "table", "dbmaxmatches", "allowipv6", "syslogsocket"}
+                "flushonstop", "table", "checkinterval", "dbmaxmatches", "allowipv6",
+                "syslogsocket"}
 _JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "findtime",
               "bantime", "ignoreip", "ignoreself", "port", "protocol", "banaction",
               "banaction_allports", "blocktype", "usedns", "logencoding",
@@ -166,7 +167,8 @@ def _daemon_settings(doc: IniDocument) -> DaemonSettings:
         dbfile=text("dbfile", base.dbfile), logtarget=text("logtarget", base.logtarget),
         loglevel="INFO" if loglevel == "NOTICE" else loglevel,
         dbpurgeage=typed("dbpurgeage", parse_duration, base.dbpurgeage),
-        flushonstop=typed("flushonstop", parse_bool, base.flushonstop), table=table)
+        flushonstop=typed("flushonstop", parse_bool, base.flushonstop), table=table,
+        checkinterval=typed("checkinterval", parse_duration, base.checkinterval))
 
 
 def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailConfig:
@@ -193,7 +195,7 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
                           option="filter") from None
     logpath = raw("logpath")
     logpaths = tuple(_logpaths(logpath.text)) if logpath else ()
-    if enabled and not logpaths:
+    if enabled and not logpaths and spec.name != "recidive":
         raise ConfigError("enabled jail has no logpath", file=logpath.file if logpath else origin,
                           line=logpath.line if logpath else origin_line, section=name,
                           option="logpath")

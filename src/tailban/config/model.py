@@ -22,6 +22,7 @@ class DaemonSettings:
     dbpurgeage: float = 86400.0 * 30
     flushonstop: bool = False
     table: str = "tailban"
+    checkinterval: float = 60.0  # how often firewall objects are checked and restored
 
 
 @dataclass(frozen=True, slots=True)

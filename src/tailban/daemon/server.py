@@ -24,7 +24,7 @@ from tailban.config.model import Config, JailConfig
 from tailban.control.server import CommandError, ControlServer
 from tailban.core.addresses import normalise_ip
 from tailban.core.durations import parse_duration
-from tailban.core.events import Ban, Unban
+from tailban.core.events import Ban, Failure, Unban
 from tailban.daemon.firewall_worker import FirewallWorker
 from tailban.daemon.logs import FollowedFile, LogSet
 from tailban.daemon.notify import sd_notify
@@ -37,7 +37,6 @@ from tailban.stores.sqlite import SqliteStore
 log = logging.getLogger("tailban")
 
 SAFETY_POLL = 5.0  # a missed inotify event costs at most this, never the ban path
-MAINTENANCE = 60.0
 UNBAN_WAIT = 10.0
 
 
@@ -102,6 +101,7 @@ class Daemon:
         self._ban_counts = self.store.ban_counts()
         for jail_config in enabled:
             self.jails[jail_config.name] = self._new_jail(jail_config)
+        self._seed_recidive(now)
         # The kernel gets every ban back in one transaction before anything else runs.
         await loop.run_in_executor(None, self._firewall_layout)
         log.info("firewall %s ready: %d bans restored", self.backend.name, len(self.ledger))
@@ -156,6 +156,31 @@ class Daemon:
         await self.control.stop()
         log.info("tailban stopped (%s)", "firewall flushed" if self.flush_on_stop
                  else "bans left in the kernel")
+
+    def _recidive(self, bans: list[Ban], now: float) -> list[Ban]:
+        """Bans of the other jails count as failures of the recidive jails (no log parsing)."""
+        repeat: list[Ban] = []
+        for jail in self.jails.values():
+            if jail.config.filter.name != "recidive":
+                continue
+            seen = [Failure(b.ip, b.ip, b.banned_at, None, f"recidive:{b.jail}", 1,
+                            f"banned in {b.jail}") for b in bans if b.jail != jail.name]
+            if seen:
+                repeat.extend(jail.policy.observe(seen, now))
+        return repeat
+
+    def _seed_recidive(self, now: float) -> None:
+        """Recidive windows continue from the ban history after a restart."""
+        for jail in self.jails.values():
+            if jail.config.filter.name != "recidive":
+                continue
+            since = now - jail.config.findtime
+            past = [Failure(r["ip"], r["ip"], r["banned_at"], None,  # type: ignore[arg-type]
+                            f"recidive:{r['jail']}")
+                    for r in self.store.bans_since(since) if r["jail"] != jail.name]
+            for failure in past:
+                if failure.ip is not None:
+                    jail.policy.window.add(failure.ip, failure.time)
 
     def _new_jail(self, config: JailConfig) -> Jail:
         """A jail whose repeat-offender counts continue from the ban history."""
@@ -215,6 +240,7 @@ class Daemon:
                 jail = self.jails.get(name)
                 if jail is not None:
                     bans.extend(jail.feed(chunk, now).bans)
+        bans.extend(self._recidive(bans, now))
         position = follower.position
         self.store.record(bans, positions=[position] if position is not None else [])
         if bans:
@@ -268,10 +294,10 @@ class Daemon:
         loop = asyncio.get_running_loop()
         last_full = loop.time()
         while True:
-            await asyncio.sleep(SAFETY_POLL)
+            await asyncio.sleep(min(SAFETY_POLL, self.config.daemon.checkinterval))
             try:
                 self._process_all()
-                if loop.time() - last_full < MAINTENANCE:
+                if loop.time() - last_full < self.config.daemon.checkinterval:
                     continue
                 last_full = loop.time()
                 now = self.clock()
@@ -426,9 +452,11 @@ class Daemon:
                 seconds = parse_duration(str(bantime), allow_forever=True)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-        ban = self.jails[name].policy.manual_ban(ip, self.clock(), seconds)
-        self.store.record([ban])
-        ticket = self.firewall.submit([ban])
+        now = self.clock()
+        ban = self.jails[name].policy.manual_ban(ip, now, seconds)
+        new = [ban, *self._recidive([ban], now)]
+        self.store.record(new)
+        ticket = self.firewall.submit(new)
         self._schedule_expiry(ban.expires_at)
         log.info("Ban %s in %s (manual)", ip, name)
         applied = await self.firewall.wait(ticket, UNBAN_WAIT)

@@ -189,7 +189,11 @@ DOVECOT_NORMAL: tuple[Rule, ...] = (
           r"pam_unix\(dovecot:auth\):\s+" + _PAM_TAIL),
 )
 
+# recidive reads no log: the daemon feeds it its own bans (see daemon/server.py).
+RECIDIVE = FilterSpec("recidive", r"tailban", ())
+
 _FILTERS: dict[str, dict[str, FilterSpec]] = {
+    "recidive": {"normal": RECIDIVE},
     "sshd": {"normal": FilterSpec("sshd", r"sshd(?:-session|-auth)?", SSHD_NORMAL)},
     "postfix": {"auth": FilterSpec("postfix", r"postfix(?:-[\w.-]+)?(?:/[\w.-]+)+",
                                    POSTFIX_AUTH, modes=("auth",))},

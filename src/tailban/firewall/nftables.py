@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from tailban.firewall.base import FirewallBatch, FirewallError, JailFirewall
 from tailban.firewall.nft_runner import NftRunner, default_runner
 
 _CHAIN = "input"
+_MAX_TIMEOUT = 365 * 86400
 _PROTOCOLS_ALL = "{ tcp, udp, sctp, dccp }"
 
 
@@ -160,11 +162,15 @@ def _element(ban: Ban, now: float) -> str | None:
     remaining = ban.remaining(now)
     if remaining is None:
         return ban.ip
-    millis = int(remaining * 1000)
-    if millis <= 0:
+    if remaining <= 0:
         return None  # already over
-    # The kernel's timeout granularity is coarse; a very short ban still gets one second.
-    return f"{ban.ip} timeout {max(millis, 1000)}ms"
+    # Whole seconds, at least one: nft 1.0.6 rejects large millisecond values ("value too
+    # large" for a week in ms). Beyond a year the kernel refuses the timeout: such a ban
+    # goes in without one and the daemon lifts it when it ends.
+    seconds = max(1, math.ceil(remaining))
+    if seconds > _MAX_TIMEOUT:
+        return ban.ip
+    return f"{ban.ip} timeout {seconds}s"
 
 
 def _add_lines(table: str, adds: dict[str, list[str]], per_line: int = 2000) -> list[str]:

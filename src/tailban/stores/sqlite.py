@@ -125,6 +125,11 @@ class SqliteStore:
         return [dict(zip(cols, row, strict=True))
                 for row in self._db.execute(query, (*args, limit))]
 
+    def bans_since(self, since: float) -> list[dict[str, object]]:
+        rows = self._db.execute("SELECT jail, ip, banned_at FROM ban_history WHERE banned_at >= ?"
+                                " ORDER BY banned_at", (since,))
+        return [{"jail": j, "ip": ip, "banned_at": at} for j, ip, at in rows]
+
     def ban_counts(self) -> dict[str, dict[str, int]]:
         """Bans per address so far, per jail (bantime.increment grows with these)."""
         counts: dict[str, dict[str, int]] = {}
