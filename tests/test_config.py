@@ -187,3 +187,18 @@ def test_bantime_increment_options(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(d))
     assert info.value.option == "bantime.formula" and "evaluates no code" in str(info.value)
+
+
+def test_banprefix_and_banlist_validation(tmp_path: Path) -> None:
+    banlist = tmp_path / "banlist.txt"
+    banlist.write_text("192.0.2.0/24\n# comment\n\n2001:db8::/32\nbad entry\n")
+    d = confdir(tmp_path, BASE + f"banprefix6 = 64\nbanlist = {banlist}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(d))
+    assert info.value.file == str(banlist) and info.value.line == 5
+    banlist.write_text("192.0.2.0/24\n")
+    sshd = load_config(str(d)).jails["sshd"]
+    assert sshd.banprefix6 == 64 and sshd.banprefix4 == 32 and sshd.banlist == str(banlist)
+    (tmp_path / "jail.local").write_text("[sshd]\nbanprefix4 = 40\n")
+    with pytest.raises(ConfigError, match="8..32"):
+        load_config(str(d))

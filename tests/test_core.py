@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tailban.bans.ledger import BanLedger
-from tailban.core.addresses import IgnoreList, normalise_ip
+from tailban.core.addresses import IgnoreList, normalise_ip, normalise_target
 from tailban.core.durations import parse_duration
 from tailban.core.events import Failure
 from tailban.jails.policy import JailPolicy, JailRules
@@ -158,3 +158,21 @@ def test_normalise_ip(raw: str, expected: str | None) -> None:
 def test_ignorelist_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="not-an-ip"):
         IgnoreList.parse("127.0.0.1 not-an-ip")
+
+
+def test_banprefix_counts_and_bans_the_network() -> None:
+    p = JailPolicy(JailRules("sshd", 3, 600, 600, IgnoreList.parse("::1"), prefix4=24,
+                             prefix6=64), BanLedger())
+    events = [fail("2001:db8:1:2::a", 1), fail("2001:db8:1:2:ffff::1", 2),
+              fail("198.51.100.7", 3), fail("2001:db8:1:2::b", 4)]
+    assert [b.ip for b in p.observe(events, now=None)] == ["2001:db8:1:2::/64"]
+    assert p.observe([fail("198.51.100.8", 5), fail("198.51.100.9", 6)],
+                     now=None)[0].ip == "198.51.100.0/24"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("198.51.100.7/24", "198.51.100.0/24"), ("2001:DB8::1/64", "2001:db8::/64"),
+    ("192.0.2.1/32", "192.0.2.1"), ("::1/128", "::1"), ("10.0.0.0/33", None),
+    ("nonsense/8", None), ("192.0.2.4", "192.0.2.4")])
+def test_normalise_target(raw: str, expected: str | None) -> None:
+    assert normalise_target(raw) == expected

@@ -121,7 +121,7 @@ def test_cli_errors(netns: Namespaces, make_daemon: Callable[..., DaemonHandle],
     assert daemon.cli("ping", check=False).returncode == 69  # not running
     daemon.start()
     bad = daemon.cli("ban", "sshd", "not-an-ip", check=False)
-    assert bad.returncode == 1 and "not an IP address" in bad.stderr
+    assert bad.returncode == 1 and "not an IP address or network" in bad.stderr
     bad = daemon.cli("ban", "nojail", "192.0.2.1", check=False)
     assert bad.returncode == 1 and "no enabled jail" in bad.stderr
     bad = daemon.cli("unban", "192.0.2.99", check=False)
@@ -312,3 +312,48 @@ def test_firewall_removed_behind_our_back_is_restored(netns: Namespaces,
 
     assert wait_for(restored, 10, 0.1)
     assert "changed behind tailban's back" in daemon.log.read_text()
+
+
+def test_banlist_networks_and_banprefix(netns: Namespaces,
+                                        make_daemon: Callable[..., DaemonHandle],
+                                        tmp_path: Path) -> None:
+    ns = netns.add("bl")
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    banlist = tmp_path / "banlist.txt"
+    banlist.write_text("# always blocked\n203.0.113.0/24   # a whole network\n"
+                       "192.0.2.200\n2001:db8:bad::/48\n")
+    daemon = make_daemon(jail_ini(log, f"banlist = {banlist}\nbanprefix6 = 64\n"), ns=ns)
+    daemon.start()
+
+    def kernel(name: str) -> str:
+        return netns.run(ns, ["nft", "list", "set", "inet", "tailban", name]).stdout
+
+    assert {"203.0.113.0/24", "192.0.2.200", "2001:db8:bad::/48"} <= banned(daemon)
+    assert "203.0.113.0/24" in kernel("sshd-n4") and "2001:db8:bad::/48" in kernel("sshd-n6")
+    assert "192.0.2.200" in kernel("sshd-v4")
+    rows = json.loads(daemon.cli("banned", "--json").stdout)
+    assert all(r["expires_at"] is None and r["source"] == "banlist" for r in rows)
+
+    # banprefix6 = 64: three addresses of one /64 are one attacker.
+    with log.open("a") as f:
+        for i, host in enumerate(("2001:db8:5:6::1", "2001:db8:5:6::2", "2001:db8:5:6::3")):
+            f.write(failures(host, 1, pid=800 + i))
+    assert wait_for(lambda: "2001:db8:5:6::/64" in banned(daemon), 5)
+    assert wait_for(lambda: "2001:db8:5:6::/64" in kernel("sshd-n6"), 5)
+
+    # Editing the list and reloading adds and lifts exactly the changed entries.
+    banlist.write_text("192.0.2.200\n198.51.100.0/25\n")
+    assert daemon.cli("reload").returncode == 0
+    assert wait_for(lambda: "198.51.100.0/25" in kernel("sshd-n4"), 5)
+    assert "203.0.113.0/24" not in kernel("sshd-n4")
+    assert "203.0.113.0/24" not in banned(daemon)
+    # A bad entry refuses the reload, naming the file and line.
+    banlist.write_text("192.0.2.200\nnot-an-address\n")
+    result = daemon.cli("reload", check=False)
+    assert result.returncode == 1 and f"{banlist}:2" in result.stderr
+    # CLI bans and unbans take networks too.
+    assert daemon.cli("ban", "sshd", "10.66.0.0/16").returncode == 0
+    assert "10.66.0.0/16" in kernel("sshd-n4")
+    assert daemon.cli("unban", "10.66.0.0/16").returncode == 0
+    assert "10.66.0.0/16" not in kernel("sshd-n4")

@@ -52,7 +52,9 @@ def test_layout_apply_list_reconcile(netns: Namespaces, ns: str) -> None:
     fw.start([SSHD, MAIL])
     ruleset = netns.run(ns, ["nft", "list", "table", "inet", "tailban"]).stdout
     assert "set sshd-v4" in ruleset and "set postfix-sasl-v6" in ruleset
-    assert "flags timeout" in ruleset and "interval" not in ruleset
+    v4_set = netns.run(ns, ["nft", "list", "set", "inet", "tailban", "sshd-v4"]).stdout
+    assert "flags timeout" in v4_set and "interval" not in v4_set  # O(1) inserts
+    assert "flags interval,timeout" in ruleset  # only the separate networks sets
     assert "tcp dport 22 ip saddr @sshd-v4 drop" in ruleset
     assert "tcp dport { 25, 465, 587 } ip6 saddr @postfix-sasl-v6 reject" in ruleset
 
@@ -159,3 +161,24 @@ def test_long_and_short_ban_times(netns: Namespaces, ns: str) -> None:
     found = elements(netns, ns, "sshd-v4")
     assert found["192.0.2.1"] == 604800 and found["192.0.2.2"] == 365 * 86400
     assert found["192.0.2.3"] is None and found["192.0.2.4"] == 1
+
+
+def test_network_bans_go_to_the_interval_sets(netns: Namespaces, ns: str) -> None:
+    fw = backend_in(ns)
+    fw.start([SSHD])
+    batch = FirewallBatch()
+    batch.ban(ban("198.51.100.0/24"))
+    batch.ban(ban("2001:db8:1:2::/64", seconds=None))
+    batch.ban(ban("192.0.2.9"))
+    fw.apply(batch, NOW)
+    assert fw.list()["sshd"] == {"198.51.100.0/24", "2001:db8:1:2::/64", "192.0.2.9"}
+    assert "198.51.100.0/24" in netns.run(
+        ns, ["nft", "list", "set", "inet", "tailban", "sshd-n4"]).stdout
+    batch = FirewallBatch()
+    batch.unban(Unban("sshd", "198.51.100.0/24", NOW))
+    batch.unban(Unban("sshd", "203.0.113.0/24", NOW))  # absent: must not abort the batch
+    fw.apply(batch, NOW)
+    assert fw.list()["sshd"] == {"2001:db8:1:2::/64", "192.0.2.9"}
+    fw.reconcile([ban("10.9.0.0/16")], NOW)
+    assert fw.list()["sshd"] == {"10.9.0.0/16"}
+    assert fw.is_intact()

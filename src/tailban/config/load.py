@@ -17,7 +17,7 @@ from typing import TypeVar
 from tailban.config.errors import ConfigError
 from tailban.config.ini import IniDocument, Value
 from tailban.config.model import Config, DaemonSettings, JailConfig
-from tailban.core.addresses import IgnoreList
+from tailban.core.addresses import IgnoreList, normalise_target
 from tailban.core.bantime import BantimeIncrement, parse_multipliers
 from tailban.core.durations import parse_duration
 from tailban.filters.builtin import UnknownFilter, resolve_filter
@@ -39,7 +39,8 @@ _JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "fi
               "bantime", "ignoreip", "ignoreself", "port", "protocol", "banaction",
               "banaction_allports", "blocktype", "usedns", "logencoding",
               "bantime.increment", "bantime.factor", "bantime.formula", "bantime.multipliers",
-              "bantime.maxtime", "bantime.rndtime", "bantime.overalljails"}
+              "bantime.maxtime", "bantime.rndtime", "bantime.overalljails",
+              "banprefix4", "banprefix6", "banlist"}
 # fail2ban options that mean nothing here yet: accepted with a warning so a fail2ban
 # jail.local keeps loading instead of failing on its first line.
 _FAIL2BAN_IGNORED = {"action", "chain", "destemail", "sender", "mta", "ignorecommand",
@@ -104,6 +105,8 @@ def load_config(confdir: str = DEFAULT_CONFDIR) -> Config:
         _check_keys(doc, name, referenced, warnings)
         try:
             jails[name] = _jail(doc, name, origin_file, origin_line)
+            if jails[name].enabled and jails[name].banlist:
+                read_banlist(str(jails[name].banlist))  # a bad entry refuses the config
         except ConfigError as exc:
             enabled = doc.resolve(name, "enabled", {"__name__": name})
             is_enabled = enabled is not None and enabled.text.strip().lower() in _TRUE
@@ -234,7 +237,10 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
         backend=backend, maxretry=maxretry, findtime=findtime, bantime=bantime,
         ignoreip=ignoreip, ports=() if allports else ports, protocol=protocol,
         banaction=banaction, allports=allports or not ports, blocktype=blocktype,
-        usedns=usedns, increment=increment, source_file=origin)
+        usedns=usedns, increment=increment,
+        banprefix4=typed("banprefix4", lambda t: _prefix(t, 32), 32),
+        banprefix6=typed("banprefix6", lambda t: _prefix(t, 128), 128),
+        banlist=typed("banlist", _absolute_path, None), source_file=origin)
 
 
 def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T:
@@ -252,6 +258,46 @@ def parse_bool(text: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError("expected true or false")
+
+
+def _prefix(text: str, bits: int) -> int:
+    try:
+        number = int(text.strip())
+    except ValueError:
+        raise ValueError("expected a prefix length") from None
+    if not 8 <= number <= bits:
+        raise ValueError(f"prefix length must be 8..{bits}")
+    return number
+
+
+def _absolute_path(text: str) -> str | None:
+    path = text.strip()
+    if not path:
+        return None
+    if not os.path.isabs(path):
+        raise ValueError("must be an absolute path")
+    return path
+
+
+def read_banlist(path: str) -> list[str]:
+    """Addresses and networks, one per line, ``#`` comments; a bad line names file:line."""
+    targets: list[str] = []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read ban list: {exc}", file=path) from None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        item = raw.split("#", 1)[0].strip()
+        if not item:
+            continue
+        target = normalise_target(item)
+        if target is None:
+            raise ConfigError(f"not an address or network: {item!r}", file=path, line=number,
+                              option="banlist")
+        targets.append(target)
+    return list(dict.fromkeys(targets))
 
 
 def _positive_float(text: str) -> float:

@@ -46,12 +46,15 @@ class JailConfig:
     blocktype: str  # drop | reject
     usedns: str
     increment: BantimeIncrement = field(default_factory=BantimeIncrement)
+    banprefix4: int = 32
+    banprefix6: int = 128
+    banlist: str | None = None
     source_file: str = ""
 
     @property
     def rules(self) -> JailRules:
         return JailRules(self.name, self.maxretry, self.findtime, self.bantime, self.ignoreip,
-                         self.increment)
+                         self.increment, self.banprefix4, self.banprefix6)
 
 
 @dataclass(frozen=True, slots=True)

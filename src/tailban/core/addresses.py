@@ -31,6 +31,31 @@ def normalise_ip(text: str) -> str | None:
     return addr.compressed
 
 
+def normalise_target(text: str) -> str | None:
+    """An address or a network in canonical form (``198.51.100.0/24``), else None.
+
+    A /32 or /128 is the address itself, so one host is never two different targets.
+    """
+    candidate = text.strip()
+    if "/" not in candidate:
+        return normalise_ip(candidate)
+    try:
+        net = ipaddress.ip_network(candidate, strict=False)
+    except ValueError:
+        return None
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return net.compressed
+
+
+def prefix_of(ip: str, prefix4: int, prefix6: int) -> str:
+    """The network of ``prefix4``/``prefix6`` bits holding ``ip`` (ip itself at full length)."""
+    bits = prefix6 if ":" in ip else prefix4
+    if bits >= (128 if ":" in ip else 32):
+        return ip
+    return ipaddress.ip_network(f"{ip}/{bits}", strict=False).compressed
+
+
 def ip_family(text: str) -> int:
     """4 or 6 for a normalised address."""
     return 6 if ":" in text else 4

@@ -19,10 +19,10 @@ from typing import Any
 from tailban import __version__
 from tailban.bans.ledger import BanLedger
 from tailban.config.errors import ConfigError
-from tailban.config.load import load_config
+from tailban.config.load import load_config, read_banlist
 from tailban.config.model import Config, JailConfig
 from tailban.control.server import CommandError, ControlServer
-from tailban.core.addresses import normalise_ip
+from tailban.core.addresses import normalise_target
 from tailban.core.durations import parse_duration
 from tailban.core.events import Ban, Failure, Unban
 from tailban.daemon.firewall_worker import FirewallWorker
@@ -102,6 +102,8 @@ class Daemon:
         for jail_config in enabled:
             self.jails[jail_config.name] = self._new_jail(jail_config)
         self._seed_recidive(now)
+        banlist_bans, banlist_unbans = self._banlist_changes(now)
+        self.store.record(banlist_bans, banlist_unbans)
         # The kernel gets every ban back in one transaction before anything else runs.
         await loop.run_in_executor(None, self._firewall_layout)
         log.info("firewall %s ready: %d bans restored", self.backend.name, len(self.ledger))
@@ -156,6 +158,28 @@ class Daemon:
         await self.control.stop()
         log.info("tailban stopped (%s)", "firewall flushed" if self.flush_on_stop
                  else "bans left in the kernel")
+
+    def _banlist_changes(self, now: float) -> tuple[list[Ban], list[Unban]]:
+        """Make the ledger hold exactly each jail's ban list (permanent, source "banlist")."""
+        bans: list[Ban] = []
+        unbans: list[Unban] = []
+        for name, jail in self.jails.items():
+            wanted: set[str] = set()
+            if jail.config.banlist:
+                try:
+                    wanted = set(read_banlist(jail.config.banlist))
+                except ConfigError as exc:
+                    log.error("ban list not applied: %s", exc)
+                    continue
+            listed = {b.ip for b in self.ledger.in_jail(name) if b.source == "banlist"}
+            for target in sorted(wanted - listed):
+                ban = Ban(name, target, now, None, 0, "", "banlist")
+                self.ledger.add(ban)
+                bans.append(ban)
+            for target in sorted(listed - wanted):
+                self.ledger.remove(name, target)
+                unbans.append(Unban(name, target, now, "removed from ban list"))
+        return bans, unbans
 
     def _recidive(self, bans: list[Ban], now: float) -> list[Ban]:
         """Bans of the other jails count as failures of the recidive jails (no log parsing)."""
@@ -363,7 +387,10 @@ class Daemon:
                 await loop.run_in_executor(None, self._firewall_layout)
             except FirewallError as exc:
                 log.error("firewall layout after reload failed (will retry): %s", exc)
-            self.store.record(unbans=removed)
+            listed, delisted = self._banlist_changes(now)
+            self.store.record(listed, [*removed, *delisted])
+            if listed or delisted:
+                self.firewall.submit(listed, delisted)
             self.logs.configure(list(enabled.values()))
             for pattern in self.logs.patterns:
                 self.watcher.watch(pattern)
@@ -396,10 +423,11 @@ class Daemon:
 
     @staticmethod
     def _ip_arg(args: dict[str, Any]) -> str:
+        """An address or a network (``198.51.100.0/24``) in canonical form."""
         raw = args.get("ip")
-        ip = normalise_ip(raw) if isinstance(raw, str) else None
+        ip = normalise_target(raw) if isinstance(raw, str) else None
         if ip is None:
-            raise CommandError(f"not an IP address: {raw!r}")
+            raise CommandError(f"not an IP address or network: {raw!r}")
         return ip
 
     async def _cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,13 @@ _MAX_TIMEOUT = 365 * 86400
 _PROTOCOLS_ALL = "{ tcp, udp, sctp, dccp }"
 
 
-def set_name(jail: str, family: int) -> str:
-    return f"{jail}-v{family}"
+def set_name(jail: str, family: int, networks: bool = False) -> str:
+    """``sshd-v4`` for addresses; ``sshd-n4`` (an interval set) for network bans."""
+    return f"{jail}-{'n' if networks else 'v'}{family}"
+
+
+def target_set(jail: str, target: str) -> str:
+    return set_name(jail, ip_family(target), "/" in target)
 
 
 class NftablesBackend:
@@ -59,11 +64,11 @@ class NftablesBackend:
         for ban in batch.bans.values():
             element = _element(ban, now)
             if element is not None and ban.jail in self._jails:
-                adds.setdefault(set_name(ban.jail, ip_family(ban.ip)), []).append(element)
+                adds.setdefault(target_set(ban.jail, ban.ip), []).append(element)
         removes: dict[str, list[str]] = {}
         for unban in batch.unbans.values():
             if unban.jail in self._jails:
-                removes.setdefault(set_name(unban.jail, ip_family(unban.ip)), []).append(unban.ip)
+                removes.setdefault(target_set(unban.jail, unban.ip), []).append(unban.ip)
         for name, addresses in removes.items():
             joined = ", ".join(addresses)
             # add-then-delete: deleting an absent element would abort the whole transaction.
@@ -78,9 +83,9 @@ class NftablesBackend:
         for ban in bans:
             element = _element(ban, now)
             if element is not None and ban.jail in self._jails:
-                adds.setdefault(set_name(ban.jail, ip_family(ban.ip)), []).append(element)
-        lines = [f"flush set inet {self.table} {set_name(jail, family)}"
-                 for jail in self._jails for family in (4, 6)]
+                adds.setdefault(target_set(ban.jail, ban.ip), []).append(element)
+        lines = [f"flush set inet {self.table} {set_name(jail, family, nets)}"
+                 for jail in self._jails for family in (4, 6) for nets in (False, True)]
         lines.extend(_add_lines(self.table, adds))
         self.runner.run("\n".join(lines) + "\n")
 
@@ -92,12 +97,15 @@ class NftablesBackend:
         result: dict[str, set[str]] = {name: set() for name in self._jails}
         for set_info in self._list_sets():
             name = str(set_info.get("name", ""))
-            jail, _, family = name.rpartition("-v")
-            if family not in ("4", "6") or not jail:
+            jail, kind = name[:-3], name[-3:]
+            if kind not in ("-v4", "-v6", "-n4", "-n6") or not jail:
                 continue
             bucket = result.setdefault(jail, set())
             for elem in set_info.get("elem", []):
-                value = elem.get("elem", {}).get("val") if isinstance(elem, dict) else elem
+                value = elem.get("elem", {}).get("val") if isinstance(elem, dict) and \
+                    "elem" in elem else elem
+                if isinstance(value, dict) and "prefix" in value:
+                    value = f"{value['prefix']['addr']}/{value['prefix']['len']}"
                 if isinstance(value, str):
                     bucket.add(value)
         return result
@@ -109,7 +117,8 @@ class NftablesBackend:
         sets = self._existing_sets()
         if sets is None:
             return False
-        wanted = {set_name(jail, family) for jail in self._jails for family in (4, 6)}
+        wanted = {set_name(jail, family, nets) for jail in self._jails for family in (4, 6)
+                  for nets in (False, True)}
         if not wanted <= sets:
             return False
         try:
@@ -129,11 +138,12 @@ class NftablesBackend:
         wanted: set[str] = set()
         for jail in jails:
             for family, kind, addr in ((4, "ipv4_addr", "ip"), (6, "ipv6_addr", "ip6")):
-                name = set_name(jail.name, family)
-                wanted.add(name)
-                lines.append(f"add set inet {t} {name} {{ type {kind}; flags timeout; }}")
-                lines.append(f"add rule inet {t} {_CHAIN} {_match(jail)}{addr} saddr @{name} "
-                             f"{_verdict(jail)} comment \"tailban jail {jail.name}\"")
+                for nets, flags in ((False, "timeout"), (True, "interval, timeout")):
+                    name = set_name(jail.name, family, nets)
+                    wanted.add(name)
+                    lines.append(f"add set inet {t} {name} {{ type {kind}; flags {flags}; }}")
+                    lines.append(f"add rule inet {t} {_CHAIN} {_match(jail)}{addr} saddr "
+                                 f"@{name} {_verdict(jail)} comment \"tailban jail {jail.name}\"")
         for stale in sorted((existing or set()) - wanted):
             lines.append(f"delete set inet {t} {stale}")
         return "\n".join(lines) + "\n"

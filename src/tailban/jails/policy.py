@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tailban.bans.ledger import BanLedger
-from tailban.core.addresses import IgnoreList
+from tailban.core.addresses import IgnoreList, prefix_of
 from tailban.core.bantime import BantimeIncrement
 from tailban.core.events import Ban, Failure
 from tailban.jails.window import FailureWindow
@@ -22,6 +22,8 @@ class JailRules:
     bantime: float  # seconds; negative = forever
     ignore: IgnoreList
     increment: BantimeIncrement = field(default_factory=BantimeIncrement)
+    prefix4: int = 32  # banprefix4: count and ban whole networks of this size
+    prefix6: int = 128  # banprefix6: 64 bans an attacker's /64, which it rotates through
 
 
 @dataclass(slots=True)
@@ -84,6 +86,8 @@ class JailPolicy:
                 counters.stale += failure.count
                 continue
             counters.failures += failure.count
+            if rules.prefix4 < 32 or rules.prefix6 < 128:
+                ip = prefix_of(ip, rules.prefix4, rules.prefix6)
             if ledger.is_banned(name, ip, at):
                 counters.while_banned += failure.count
                 continue
