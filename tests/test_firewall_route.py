@@ -172,3 +172,18 @@ def test_one_process_per_batch() -> None:
     assert len(calls) == 1 and calls[0][0] == ["ip", "-batch", "-"]
     assert calls[0][1] is not None and calls[0][1].count("\n") == 500
     assert calls[0][1].startswith("route replace blackhole 10.0.0.0 proto 242\n")
+
+
+def test_network_blackholes(netns: Namespaces) -> None:
+    ns = netns.add("rn")
+    fw = RouteBackend(netns_runner(ns))
+    fw.start([ROUTED])
+    fw.reconcile([ban("198.51.100.0/24"), ban("2001:db8:1:2::/64"), ban("192.0.2.3")], NOW)
+    assert fw.list() == {"sshd": {"198.51.100.0/24", "2001:db8:1:2::/64", "192.0.2.3"}}
+    assert fw.is_intact()
+    assert "198.51.100.0/24" in routes(netns, ns)
+    batch = FirewallBatch()
+    batch.unban(Unban("sshd", "198.51.100.0/24", NOW))
+    fw.apply(batch, NOW)
+    assert fw.list() == {"sshd": {"2001:db8:1:2::/64", "192.0.2.3"}}
+    fw.stop(flush=True)

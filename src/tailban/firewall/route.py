@@ -18,7 +18,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 
-from tailban.core.addresses import normalise_ip
+from tailban.core.addresses import normalise_target
 from tailban.core.events import Ban
 from tailban.firewall.base import FirewallBatch, JailFirewall
 from tailban.firewall.commands import CommandRunner, SubprocessRunner, tool
@@ -116,7 +116,7 @@ class RouteBackend:
             for line in out.splitlines():
                 words = line.split()
                 if len(words) >= 2 and words[0] == self.route_type:
-                    address = normalise_ip(words[1].removesuffix("/32").removesuffix("/128"))
+                    address = normalise_target(words[1])
                     if address is not None:
                         found.add(address)
         return found
