@@ -28,7 +28,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 
-from tailban.core.addresses import normalise_ip
+from tailban.core.addresses import normalise_target
 from tailban.core.events import Ban
 from tailban.firewall.base import FirewallBatch, JailFirewall
 from tailban.firewall.commands import CommandRunner, SubprocessRunner
@@ -68,7 +68,7 @@ def _addresses(text: str) -> set[str]:
     for line in text.splitlines():
         words = line.split()
         if words:
-            address = normalise_ip(words[0].split("/")[0])
+            address = normalise_target(words[0])
             if address is not None:
                 found.add(address)
     return found
