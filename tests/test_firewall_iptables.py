@@ -73,6 +73,77 @@ def check_blocking(site: Site, fw: IptablesBackend) -> None:
     assert not site.connects(site.client1, site.server_v6_1, 22)
 
 
+NET4 = "192.0.2.0/24"  # holds client1's 192.0.2.2, not client2's 198.51.100.2
+NET6 = "2001:db8:1::/64"  # holds client1's 2001:db8:1::2, not client2's 2001:db8:2::2
+
+
+def check_network_blocking(site: Site, fw: IptablesBackend) -> None:
+    """Ban client1's /24 and /64 (plus client2's address): client1 is blocked, unban restores."""
+    batch = FirewallBatch()
+    batch.ban(ban(NET4))
+    batch.ban(ban(NET6))
+    fw.apply(batch, NOW)
+    assert fw.list() == {"sshd": {NET4, NET6}}
+    assert not site.connects(site.client1, site.server_v4_1, 22)
+    assert not site.connects(site.client1, site.server_v6_1, 2222)
+    assert site.connects(site.client1, site.server_v4_1, 8080)  # not a jail port
+    assert site.connects(site.client2, site.server_v4_2, 22)  # outside both networks
+    assert site.connects(site.client2, site.server_v6_2, 22)
+
+    batch = FirewallBatch()
+    batch.unban(Unban("sshd", NET4, NOW))
+    batch.unban(Unban("sshd", NET6, NOW))
+    batch.unban(Unban("sshd", "203.0.113.0/24", NOW))  # absent: harmless
+    fw.apply(batch, NOW)
+    assert fw.list() == {"sshd": set()}
+    assert site.connects(site.client1, site.server_v4_1, 22)
+    assert site.connects(site.client1, site.server_v6_1, 2222)
+
+
+def test_ipset_layout_networks(site: Site) -> None:
+    fw = IptablesBackend("ipset", netns=site.server)
+    try:
+        fw.start([REJECTING])
+        fw.reconcile([], NOW)
+        assert "-p tcp -m set --match-set tailban-sshd-n4 src -j REJECT" in legacy(site)
+        assert "-p tcp -m set --match-set tailban-sshd-n6 src -j REJECT" in legacy(site, 6)
+        assert {"tailban-sshd-v4", "tailban-sshd-n4", "tailban-sshd-v6",
+                "tailban-sshd-n6"} <= set(ipsets(site).split())
+        assert fw.is_intact()
+        check_network_blocking(site, fw)
+
+        # Reconcile routes networks and addresses to their sets.
+        fw.reconcile([ban(NET6), ban(site.client2_v4)], NOW)
+        assert fw.list() == {"sshd": {NET6, site.client2_v4}}
+        assert site.netns.run(site.server, ["ipset", "test", "tailban-sshd-n6",
+                                            site.client1_v6]).returncode == 0
+        assert not site.connects(site.client1, site.server_v6_1, 22)
+        assert site.connects(site.client1, site.server_v4_1, 22)
+
+        # The network rule is checked too.
+        site.netns.run(site.server, ["iptables-legacy", "-D", "tailban-sshd", "-p", "tcp",
+                                     "-m", "set", "--match-set", "tailban-sshd-n4", "src",
+                                     "-j", "REJECT", "--reject-with", "tcp-reset"])
+        assert not fw.is_intact()
+
+        # A long jail name: shortened set names (30 characters, and the 31-character
+        # temporary sets of reconcile) stay within ipset's limit.
+        long = JailFirewall("j" * 40, ("22",), "tcp", False, "reject")
+        fw.start([REJECTING, long])
+        fw.reconcile([ban(NET6), ban(NET4, jail=long.name), ban("192.0.2.9", jail=long.name)],
+                     NOW)
+        assert fw.is_intact()
+        assert fw.list() == {"sshd": {NET6}, long.name: {NET4, "192.0.2.9"}}
+        net_set = fw.set_name(long.name, 4, networks=True)
+        assert len(net_set) == 30 and net_set in ipsets(site).split()
+        assert not site.connects(site.client1, site.server_v4_1, 22)
+        fw.stop(flush=True)
+        assert "tailban" not in legacy(site) + legacy(site, 6) + ipsets(site)
+        assert site.connects(site.client1, site.server_v6_1, 22)
+    finally:
+        fw.close()
+
+
 def test_ipset_layout_blocks_expires_reconciles_and_flushes(site: Site) -> None:
     fw = IptablesBackend("ipset", netns=site.server)
     try:
@@ -137,6 +208,12 @@ def test_rules_layout_blocks_reconciles_and_flushes(site: Site) -> None:
         assert fw.list() == {"sshd": {site.client2_v4, site.client2_v6}}
         assert not site.connects(site.client2, site.server_v6_2, 2222)
         assert site.connects(site.client1, site.server_v6_1, 22)
+        fw.reconcile([], NOW)
+        check_network_blocking(site, fw)
+        fw.reconcile([ban(NET4), ban(NET6)], NOW)
+        assert f"-A tailban-sshd -s {NET4} -p tcp -j REJECT" in legacy(site)
+        assert f"-A tailban-sshd -s {NET6} -p tcp -j REJECT" in legacy(site, 6)
+        assert fw.list() == {"sshd": {NET4, NET6}}
         fw.stop(flush=True)
         assert "tailban" not in legacy(site) + legacy(site, 6)
         assert site.connects(site.client2, site.server_v6_2, 2222)

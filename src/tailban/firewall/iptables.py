@@ -5,13 +5,16 @@ IPv6), in the ``filter`` table:
 
 * ``INPUT``: ``-p PROTO -m multiport --dports PORTS -j tailban-J`` (one rule per protocol
   for ``protocol = all``, one per 15 ports; no port match with allports), inserted first.
-* ``tailban-J``, layout ``ipset`` (the default, banaction ``iptables``): ONE rule
-  ``-m set --match-set tailban-J-v4 src -j DROP|REJECT``; the bans are elements of the ipsets
-  ``tailban-J-v4`` / ``tailban-J-v6`` (``hash:ip timeout 0``, see :mod:`.ipset`), changed by
-  one ``ipset restore -exist`` per batch; the kernel expires them by itself.
+* ``tailban-J``, layout ``ipset`` (the default, banaction ``iptables``): TWO rules
+  ``-m set --match-set tailban-J-v4 src -j DROP|REJECT`` (addresses) and
+  ``-m set --match-set tailban-J-n4 src -j DROP|REJECT`` (networks); the bans are elements
+  of the ipsets ``tailban-J-v4`` / ``tailban-J-v6`` (``hash:ip timeout 0``) and
+  ``tailban-J-n4`` / ``tailban-J-n6`` (``hash:net timeout 0``, holding the CIDR targets such
+  as ``198.51.100.0/24``), see :mod:`.ipset`; changed by one ``ipset restore -exist`` per
+  batch; the kernel expires them by itself.
 * ``tailban-J``, layout ``rules`` (banaction ``iptables-rules``, for hosts without ipset):
-  one ``-s ADDR -j DROP|REJECT`` rule per banned address. Bans have no kernel timeout here;
-  the daemon's unbans end them.
+  one ``-s ADDR -j DROP|REJECT`` rule per banned address or network (``-s 198.51.100.0/24``).
+  Bans have no kernel timeout here; the daemon's unbans end them.
 
 Every change to the rules is made with autocommit off and committed once per family, so a
 batch (or start, reconcile, stop) is one libiptc commit per table: the kernel swaps the
@@ -44,11 +47,16 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from tailban.core.addresses import ip_family, normalise_ip
+from tailban.core.addresses import ip_family, normalise_target
 from tailban.core.events import Ban
 from tailban.firewall.base import FirewallBatch, FirewallError, JailFirewall
 from tailban.firewall.commands import CommandRunner, NamespaceThread, netns_runner
-from tailban.firewall.ipset import Element, IpsetSets, timeout_for
+from tailban.firewall.ipset import (
+    Element,
+    IpsetSets,
+    SetSpec,
+    timeout_for,
+)
 
 T = TypeVar("T")
 _LOCK = threading.RLock()
@@ -102,12 +110,17 @@ class IptablesBackend:
     def chain_name(self, jail: str) -> str:
         return short_name(f"{self.prefix}-{jail}", 28)
 
-    def set_name(self, jail: str, family: int) -> str:
-        return f"{short_name(f'{self.prefix}-{jail}', 27)}-v{family}"
+    def set_name(self, jail: str, family: int, networks: bool = False) -> str:
+        """``P-J-v4`` (addresses) or ``P-J-n4`` (networks): at most 31 characters."""
+        return f"{short_name(f'{self.prefix}-{jail}', 27)}-{'n' if networks else 'v'}{family}"
 
-    def _our_sets(self) -> dict[str, tuple[str, int]]:
-        return {self.set_name(jail, family): (jail, family)
-                for jail in self._jails for family in _FAMILIES}
+    def target_set(self, jail: str, target: str) -> str:
+        """The set an address or a network (CIDR) of this jail belongs in."""
+        return self.set_name(jail, ip_family(target), _is_network(target))
+
+    def _our_sets(self) -> dict[str, tuple[str, SetSpec]]:
+        return {self.set_name(jail, family, networks): (jail, (family, networks))
+                for jail in self._jails for family in _FAMILIES for networks in (False, True)}
 
     def _is_ours(self, name: str) -> bool:
         return name.startswith(f"{self.prefix}-")
@@ -130,12 +143,12 @@ class IptablesBackend:
             deletes: dict[str, list[str]] = {}
             for unban in batch.unbans.values():
                 if unban.jail in self._jails:
-                    name = self.set_name(unban.jail, ip_family(unban.ip))
+                    name = self.target_set(unban.jail, unban.ip)
                     deletes.setdefault(name, []).append(unban.ip)
             for ban in batch.bans.values():
                 timeout = timeout_for(ban.remaining(now))
                 if ban.jail in self._jails and timeout is not False:
-                    name = self.set_name(ban.jail, ip_family(ban.ip))
+                    name = self.target_set(ban.jail, ban.ip)
                     adds.setdefault(name, []).append((ban.ip, _seconds(timeout)))
             self.ipset.change(adds, deletes)
             return
@@ -161,8 +174,12 @@ class IptablesBackend:
             if ban.jail in self._jails and timeout is not False:
                 wanted[(ban.jail, ip_family(ban.ip))].append((ban.ip, _seconds(timeout)))
         if self.layout == "ipset":
-            self.ipset.replace({self.set_name(jail, family): (family, elements)
-                                for (jail, family), elements in wanted.items()})
+            contents: dict[str, tuple[SetSpec, builtins.list[Element]]] = {
+                name: (spec, []) for name, (_, spec) in self._our_sets().items()}
+            for (jail, _), elements in wanted.items():
+                for element in elements:
+                    contents[self.target_set(jail, element[0])][1].append(element)
+            self.ipset.replace(contents)
             return
         for family in _FAMILIES:
             addresses = {jail: {ip for ip, _ in elements}
@@ -228,7 +245,7 @@ class IptablesBackend:
 
     def _layout(self) -> None:
         if self.layout == "ipset":
-            self.ipset.ensure({name: family for name, (_, family) in self._our_sets().items()})
+            self.ipset.ensure({name: spec for name, (_, spec) in self._our_sets().items()})
         for family in _FAMILIES:
             self._in_table(family, lambda table, rule, f=family:  # type: ignore[misc]
                            self._build(table, rule, f))
@@ -266,10 +283,11 @@ class IptablesBackend:
             chain = iptc.Chain(table, name)
             chain.flush()
             if self.layout == "ipset":
-                rule = self._verdict(rule_cls, jail)
-                match = rule.create_match("set")
-                match.match_set = [self.set_name(jail.name, family), "src"]
-                chain.append_rule(rule)
+                for networks in (False, True):
+                    rule = self._verdict(rule_cls, jail)
+                    match = rule.create_match("set")
+                    match.match_set = [self.set_name(jail.name, family, networks), "src"]
+                    chain.append_rule(rule)
             else:
                 for address in sorted(kept.get(jail.name, ())):
                     chain.append_rule(self._address_rule(rule_cls, jail, address))
@@ -374,16 +392,24 @@ class IptablesBackend:
         if not {self.chain_name(jail) for jail in self._jails} <= hooked:
             return False
         if self.layout == "ipset":
-            return all(len(chain.rules) == 1 for chain in chains.values())
+            return all(len(chain.rules) == 2 for chain in chains.values())
         return True
 
 
+def _is_network(target: str) -> bool:
+    return "/" in target
+
+
 def _rule_source(rule: Any) -> str | None:
-    text = str(rule.src).split("/")[0]
-    address = normalise_ip(text)
-    if address is None or address in ("0.0.0.0", "::"):
+    """The rule's source address or network, canonical as tailban's targets; None for any.
+
+    iptc shows ``ADDR/NETMASK`` for IPv4 and ``ADDR/PREFIXLEN`` for IPv6.
+    """
+    text = str(rule.src)
+    if text.startswith("!"):
         return None
-    return address
+    target = normalise_target(text)
+    return None if target in ("0.0.0.0/0", "::/0") else target
 
 
 def _seconds(timeout: int | None | bool) -> int | None:
