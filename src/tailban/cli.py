@@ -67,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--findtime", help="override the jails' findtime")
     p.add_argument("--bantime", help="override the jails' bantime")
     p = add("check", "validate the configuration without starting", json_flag=True)
+    p = add("test-filter", "show what a filter finds in a log (like fail2ban-regex)",
+            json_flag=True)
+    p.add_argument("log", metavar="LOG", help="log file ('-' for stdin)")
+    p.add_argument("filter", metavar="FILTER",
+                   help="sshd, sshd[mode=normal], postfix[mode=auth], or a jail name")
+    p.add_argument("--mode", help="filter mode, e.g. normal or auth")
+    p.add_argument("--since", help="only failures at or after this time (ISO 8601)")
+    p.add_argument("--until", help="only failures at or before this time (ISO 8601)")
+    p.add_argument("--bans", action="store_true", help="also replay the jail's decisions")
+    p.add_argument("--maxretry", type=int, default=5)
+    p.add_argument("--findtime", default="10m")
+    p.add_argument("--bantime", default="10m")
     return parser
 
 
@@ -109,6 +121,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _start(config, args.from_start, daemonise)
     if command == "replay":
         return _replay(args)
+    if command == "test-filter":
+        return _test_filter(args)
     sock = _socket(args)
     if command == "stop":
         return _stop(args, sock)
@@ -191,6 +205,59 @@ def _replay(args: argparse.Namespace) -> int:
         return 1
     write_report(result, sys.stdout, args.json)
     return 0
+
+
+def _test_filter(args: argparse.Namespace) -> int:
+    from tailban.core.durations import parse_duration
+    from tailban.filters.builtin import UnknownFilter, resolve_filter
+    from tailban.tools.test_filter import BanRule, run_filter, write_json, write_text
+
+    ref = args.filter
+    rule = None
+    try:
+        if "/" in ref or ref.endswith((".conf", ".local")):
+            print("tailban: filter files (filter.d) are not supported yet; use a built-in "
+                  "filter name", file=sys.stderr)
+            return 2
+        try:
+            spec = resolve_filter(ref, args.mode)
+        except UnknownFilter:
+            try:
+                config = load_config(args.conf)  # maybe a jail name
+            except ConfigError:
+                raise UnknownFilter(f"{ref!r} is neither a built-in filter nor a jail of "
+                                    f"{args.conf}") from None
+            if ref not in config.jails:
+                raise
+            jail = config.jails[ref]
+            spec = jail.filter
+            rule = BanRule(jail.maxretry, jail.findtime, jail.bantime)
+        if args.bans and rule is None:
+            rule = BanRule(max(1, args.maxretry), parse_duration(args.findtime),
+                           parse_duration(args.bantime, allow_forever=True))
+        since = _when(args.since)
+        until = _when(args.until)
+    except (UnknownFilter, ValueError) as exc:
+        print(f"tailban: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = run_filter(args.log, spec, time.time(), since=since, until=until,
+                            bans=rule if args.bans else None)
+    except OSError as exc:
+        print(f"tailban: {exc}", file=sys.stderr)
+        return 1
+    (write_json if args.json else write_text)(report, sys.stdout, args.bans)
+    return 0
+
+
+def _when(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {text!r}") from None
+    return stamp.timestamp()
 
 
 def _check(config: Any, as_json: bool) -> int:

@@ -98,7 +98,7 @@ class ChunkMatcher:
     """
 
     def __init__(self, spec: FilterSpec, tz: tzinfo | None = None, *,
-                 trace: bool = False) -> None:
+                 trace: bool = False, track_lines: bool = False) -> None:
         self.spec = spec
         self._prefix = re.compile(_PREFIX.replace("{tags}", spec.tags))
         self._prefix_5424 = re.compile(_PREFIX_5424.replace("{tags}", spec.tags))
@@ -121,6 +121,10 @@ class ChunkMatcher:
         self._last_end = -2
         self.lines_matched = 0
         self.trace: list[Merged] | None = [] if trace else None
+        # With track_lines, event_lines[i] is the 1-based physical line (counted over every
+        # chunk scanned so far) that produced the i-th event returned: for test-filter.
+        self.event_lines: list[int] | None = [] if track_lines else None
+        self._lines_before = 0
 
     def scan(self, chunk: bytes, now: float) -> list[Event]:
         """Events of every complete or final line in ``chunk``, in order."""
@@ -131,6 +135,9 @@ class ChunkMatcher:
         line = self._match_line
         pos = 0
         size = len(chunk)
+        numbers = self.event_lines
+        counted_to = 0
+        number = self._lines_before
         while True:
             hit = search(chunk, pos)
             if hit is None:
@@ -139,8 +146,17 @@ class ChunkMatcher:
             end = find(b"\n", hit.end())
             if end < 0:
                 end = size
-            line(chunk[start:end], start, end, now, events)
+            if numbers is None:
+                line(chunk[start:end], start, end, now, events)
+            else:
+                number += chunk.count(b"\n", counted_to, start)
+                counted_to = start
+                before = len(events)
+                line(chunk[start:end], start, end, now, events)
+                numbers.extend([number + 1] * (len(events) - before))
             pos = end + 1
+        if numbers is not None:
+            self._lines_before += chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
         # A failure on the chunk's last line may be repeated by the next chunk's first.
         self._last_end = -1 if self._last_end >= size - 1 else -2
         return events
