@@ -240,3 +240,15 @@ def resolve_filter(ref: str, mode: str | None = None) -> FilterSpec:
         raise UnknownFilter(f"filter {name!r} has no mode {chosen!r} "
                             f"(known: {', '.join(sorted(modes))})")
     return spec
+
+
+def _register_services() -> None:
+    """Other services' filters live in their own module to keep this one about the three
+    core services; imported here, after the helpers they reuse are defined."""
+    from tailban.filters.services import SERVICE_FILTERS
+
+    for name, modes in SERVICE_FILTERS.items():
+        _FILTERS.setdefault(name, {}).update(modes)
+
+
+_register_services()
