@@ -163,14 +163,14 @@ def test_check_command_reports_error_and_exit_code(tmp_path: Path,
 
 
 def test_disabled_jail_with_unknown_filter_is_skipped(tmp_path: Path) -> None:
-    d = confdir(tmp_path, BASE + "\n[apache-auth]\nenabled = false\nport = http\n"
-                "logpath = /var/log/apache2/error.log\n")
+    d = confdir(tmp_path, BASE + "\n[monit]\nenabled = false\nport = 2812\n"
+                "logpath = /var/log/monit.log\n")
     config = load_config(str(d))
-    assert "apache-auth" not in config.jails
-    assert any("apache-auth" in w and "skipped" in w for w in config.warnings)
+    assert "monit" not in config.jails
+    assert any("monit" in w and "skipped" in w for w in config.warnings)
     d2 = tmp_path / "enabled"
     d2.mkdir()
-    confdir(d2, "[apache-auth]\nenabled = true\nlogpath = /x\n")
+    confdir(d2, "[monit]\nenabled = true\nlogpath = /x\n")
     with pytest.raises(ConfigError) as info:
         load_config(str(d2))
     assert info.value.line == 1 and info.value.option == "filter"

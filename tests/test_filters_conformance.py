@@ -1,4 +1,4 @@
-"""Conformance with fail2ban 1.0.2's own sample logs (``fail2ban-logs/debian-1.0.2``).
+"""Conformance with fail2ban's own sample logs (``fail2ban-logs``).
 
 Each record of ``expectations.jsonl`` says what fail2ban's filter gives for one line: a
 failure or none, and where asserted its host (raw text), user, time and attempts (lines
@@ -6,15 +6,24 @@ of the connection merged into it). Records of one (file, option set) are fed in
 ``line_no`` order into ONE matcher, as fail2ban's harness does, so multi-line state
 (``sshd[pid]``) carries over. Semantics: ``../shared/corpus/fail2ban-logs/README.md``.
 
-Selected (the "normal" modes this issue covers):
+Two corpora:
 
-* ``sshd`` default options (= ``mode=normal``) and ``{"logtype": "rfc5424"}`` (normal
-  mode on RFC 5424 lines; tailban reads that format with the same rules);
-* ``postfix`` with ``{"mode": "auth"}`` (the ``postfix-sasl`` jail);
-* ``dovecot`` default options (= ``mode=normal``).
+* ``debian`` (``debian-1.0.2/``, fail2ban 1.0.2), selected:
 
-Every other record of these filters is left out with the reason in :func:`excluded`;
-one record is a documented deviation (:data:`DEVIATIONS`), asserted as tailban's reading.
+  * ``sshd`` default options (= ``mode=normal``) and ``{"logtype": "rfc5424"}`` (normal
+    mode on RFC 5424 lines; tailban reads that format with the same rules);
+  * ``sshd`` with ``{"mode": "ddos"}``, ``{"mode": "extra"}``, ``{"mode": "aggressive"}``
+    (``sshd[mode=...]``; aggressive = normal + ddos + extra);
+  * ``postfix`` with ``{"mode": "auth"}`` (the ``postfix-sasl`` jail);
+  * ``dovecot`` default options (= ``mode=normal``).
+
+* ``upstream`` (top level, fail2ban master 1.1.2.dev1: newer samples such as OpenSSH >= 9.8
+  ``sshd-session`` lines and ``Timeout before authentication``): the same sshd option
+  sets; its other filters are left to the Debian corpus.
+
+Every other record is left out with the reason in :func:`excluded`; the records where
+tailban deliberately reads a line otherwise are in :data:`DEVIATIONS`, asserted as
+tailban's reading.
 """
 
 from __future__ import annotations
@@ -33,16 +42,30 @@ from tailban.filters.builtin import resolve_filter
 from tailban.filters.matcher import ChunkMatcher, Merged
 
 EXPECTATIONS = F2B_LOGS / "debian-1.0.2" / "expectations.jsonl"
+UPSTREAM = F2B_LOGS / "expectations.jsonl"
+CORPORA = {"debian": EXPECTATIONS, "upstream": UPSTREAM}
 
 Record = dict[str, Any]
+
+SSHD_MODES = ("ddos", "extra", "aggressive")
+
+
+def _options(record: Record) -> dict[str, Any]:
+    options: dict[str, Any] = (json.loads(record["filter_options"])
+                               if record["filter_options"] else {})
+    return options
 
 
 def selected_filter(record: Record) -> str | None:
     """The tailban filter reference a record is checked against, None if left out."""
-    options = json.loads(record["filter_options"]) if record["filter_options"] else {}
+    options = _options(record)
     name = record["filter"]
     if name == "sshd" and options in ({}, {"logtype": "rfc5424"}):
         return "sshd"
+    if name == "sshd" and len(options) == 1 and options.get("mode") in SSHD_MODES:
+        return f"sshd[mode={options['mode']}]"
+    if record["corpus"] != "debian":
+        return None
     if name == "postfix" and options == {"mode": "auth"}:
         return "postfix[mode=auth]"
     if name == "dovecot" and options == {}:
@@ -52,10 +75,13 @@ def selected_filter(record: Record) -> str | None:
 
 def excluded(record: Record) -> str:
     """Why a record of sshd/postfix/dovecot is not checked here."""
-    options = json.loads(record["filter_options"]) if record["filter_options"] else {}
+    options = _options(record)
     if options.get("logtype") == "journal":
         return ("journald input: the line has no syslog prefix, its time and connection "
                 "id come from journal fields; reading the journal is a later issue")
+    if record["corpus"] != "debian" and record["filter"] != "sshd":
+        return ("upstream corpus: only sshd is checked against the newer samples; postfix "
+                "and dovecot are checked against Debian 1.0.2's")
     mode = options.get("mode")
     if record["filter"] == "postfix" and mode is None:
         return "postfix default mode is 'more', not in this issue (only mode=auth)"
@@ -74,35 +100,49 @@ class Deviation:
     expect: dict[str, Any]
 
 
+_INJECTED_AUTH_INFO = Deviation(
+    reason=(
+        "'Failed password for invalid user test from 127.0.0.1 port 58946 ssh2: from "
+        "10.10.1.2 port 55555 ssh2'. fail2ban reads the text after 'ssh2: ' as auth-info "
+        "and bans 127.0.0.1. OpenSSH writes auth-info only for publickey/hostbased "
+        "failures, never after a password failure, so this line can only come from user "
+        "'test from 127.0.0.1 port 58946 ssh2:' connecting from 10.10.1.2: the first "
+        "address is attacker text. Reading it fail2ban's way would let any client get "
+        "an address of its choice banned with such a user name (see "
+        "test_filters_injection.py), so tailban takes the address sshd wrote."),
+    expect={"host": "10.10.1.2"},
+)
+
+#: ``corpus:file:line_no`` (every option set of that line) -> the deviation
 DEVIATIONS: dict[str, Deviation] = {
-    "sshd:144": Deviation(
-        reason=(
-            "'Failed password for invalid user test from 127.0.0.1 port 58946 ssh2: from "
-            "10.10.1.2 port 55555 ssh2'. fail2ban reads the text after 'ssh2: ' as auth-info "
-            "and bans 127.0.0.1. OpenSSH writes auth-info only for publickey/hostbased "
-            "failures, never after a password failure, so this line can only come from user "
-            "'test from 127.0.0.1 port 58946 ssh2:' connecting from 10.10.1.2: the first "
-            "address is attacker text. Reading it fail2ban's way would let any client get "
-            "an address of its choice banned with such a user name (see "
-            "test_filters_injection.py), so tailban takes the address sshd wrote."),
-        expect={"host": "10.10.1.2"},
-    ),
+    "debian:sshd:144": _INJECTED_AUTH_INFO,
+    "upstream:sshd:147": _INJECTED_AUTH_INFO,
 }
 
 
 def _load() -> list[Record]:
-    if not EXPECTATIONS.exists():
-        return []
-    with EXPECTATIONS.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    records: list[Record] = []
+    for corpus, path in CORPORA.items():
+        if not path.exists():
+            continue
+        with path.open(encoding="utf-8") as handle:
+            records.extend({**json.loads(line), "corpus": corpus}
+                           for line in handle if line.strip())
+    return records
 
 
 ALL_RECORDS = _load()
 SELECTED = [r for r in ALL_RECORDS if selected_filter(r) is not None]
 
 
+def line_id(record: Record) -> str:
+    return f"{record['corpus']}:{record['file']}:{record['line_no']}"
+
+
 def record_id(record: Record) -> str:
-    return f"{record['file']}:{record['line_no']}"
+    options = _options(record)
+    option_set = ",".join(f"{k}={v}" for k, v in sorted(options.items())) or "default"
+    return f"{line_id(record)}[{option_set}]"
 
 
 IDS = [record_id(r) for r in SELECTED] or ["corpus-missing"]
@@ -115,9 +155,10 @@ Outcome = tuple[Record, list[Failure], list[Merged]]
 def outcomes() -> dict[str, Outcome]:
     """Feed every selected group through one matcher each; the events of every record."""
     require_shared(EXPECTATIONS)
-    groups: dict[tuple[str, str | None], list[Record]] = defaultdict(list)
+    require_shared(UPSTREAM)
+    groups: dict[tuple[str, str, str | None], list[Record]] = defaultdict(list)
     for record in SELECTED:
-        groups[(record["file"], record["filter_options"])].append(record)
+        groups[(record["corpus"], record["file"], record["filter_options"])].append(record)
     results: dict[str, Outcome] = {}
     with local_zone(F2B_TZ):
         for records in groups.values():
@@ -136,16 +177,30 @@ def outcomes() -> dict[str, Outcome]:
 def test_selection_is_complete() -> None:
     """Every record of the three filters is checked or left out for a stated reason."""
     require_shared(EXPECTATIONS)
-    counts: dict[str, int] = defaultdict(int)
+    require_shared(UPSTREAM)
+    counts: dict[tuple[str, str, str], int] = defaultdict(int)
     for record in ALL_RECORDS:
         if record["filter"] not in ("sshd", "postfix", "dovecot"):
             continue
-        if selected_filter(record) is None:
+        ref = selected_filter(record)
+        if ref is None:
             assert excluded(record)
         else:
-            counts[record["filter"]] += 1
-    # 99 sshd normal + 2 rfc5424, 12 postfix auth, 50 dovecot normal
-    assert dict(counts) == {"sshd": 101, "postfix": 12, "dovecot": 50}
+            counts[(record["corpus"], record["filter"], ref)] += 1
+    assert dict(counts) == {
+        # 99 sshd normal + 2 rfc5424
+        ("debian", "sshd", "sshd"): 101,
+        ("debian", "sshd", "sshd[mode=ddos]"): 30,
+        ("debian", "sshd", "sshd[mode=extra]"): 15,
+        ("debian", "sshd", "sshd[mode=aggressive]"): 129,
+        ("debian", "postfix", "postfix[mode=auth]"): 12,
+        ("debian", "dovecot", "dovecot"): 50,
+        # 102 sshd normal + 2 rfc5424
+        ("upstream", "sshd", "sshd"): 104,
+        ("upstream", "sshd", "sshd[mode=ddos]"): 34,
+        ("upstream", "sshd", "sshd[mode=extra]"): 15,
+        ("upstream", "sshd", "sshd[mode=aggressive]"): 134,
+    }
 
 
 @pytest.mark.parametrize("rid", IDS)
@@ -155,8 +210,10 @@ def test_record(rid: str, outcomes: dict[str, Outcome]) -> None:
     if record["time"] is None:
         expect["time_epoch"] = None
     users = (record["extra"] or {}).get("users")
-    unknown = set(record["extra"] or {}) - {"users"}
-    deviation = DEVIATIONS.get(rid)
+    # ``dns: null``: fail2ban resolved no name, the failure's host is the address itself
+    no_dns = "dns" in (record["extra"] or {}) and record["extra"]["dns"] is None
+    unknown = set(record["extra"] or {}) - {"users"} - ({"dns"} if no_dns else set())
+    deviation = DEVIATIONS.get(line_id(record))
     if deviation is not None:
         expect.update(deviation.expect)
     where = f"{rid} {record['line']!r} (filter {selected_filter(record)})"
@@ -177,5 +234,8 @@ def test_record(rid: str, outcomes: dict[str, Outcome]) -> None:
             f"{where}: time {failure.time} != {expect['time_epoch']} ({record['time']})")
     if expect["attempts"] is not None:
         assert trace.attempts == expect["attempts"], f"{where}: attempts {trace.attempts}"
+    if no_dns:
+        assert failure.ip is not None and failure.ip == failure.host, (
+            f"{where}: host {failure.host!r} is not an address (ip {failure.ip!r})")
     if users is not None:
         assert sorted(trace.users) == sorted(users), f"{where}: users {trace.users}"

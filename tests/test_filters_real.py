@@ -1,7 +1,8 @@
 """Real logs (``../shared/corpus/real``) against fail2ban 1.0.2's labels.
 
 Each log runs whole through ``ChunkMatcher.scan`` in 64 KiB chunks cut at newlines (the
-last chunk ends without one where the file does). Runs: sshd ``normal``, postfix ``auth``
+last chunk ends without one where the file does). Runs: sshd ``normal`` and
+``aggressive`` (``*.sshd.aggressive.matches.jsonl``), postfix ``auth``
 (the postfix-sasl jail), dovecot ``normal``.
 
 Asserted per run:
@@ -38,8 +39,8 @@ from filterutil import (
 from tailban.filters.builtin import resolve_filter
 from tailban.filters.matcher import ChunkMatcher
 
-RUNS = {("sshd", "normal"): "sshd", ("postfix", "auth"): "postfix[mode=auth]",
-        ("dovecot", "normal"): "dovecot"}
+RUNS = {("sshd", "normal"): "sshd", ("sshd", "aggressive"): "sshd[mode=aggressive]",
+        ("postfix", "auth"): "postfix[mode=auth]", ("dovecot", "normal"): "dovecot"}
 
 
 class Extra(NamedTuple):
@@ -55,18 +56,22 @@ _SYSKLOGD_REPEAT = ("sysklogd 'last message repeated 2 times' right after a Dove
                     "failed' line: the same failure twice more (README caveat 2); one failure "
                     "with count 2")
 
+_OPENSSH_2K = {
+    (30, "5.36.59.76"): Extra("sshd:failed-password", 5, _RSYSLOG_REPEAT),
+    (285, "106.5.5.195"): Extra("sshd:failed-password", 5, _RSYSLOG_REPEAT),
+    (2000, "103.99.0.122"): Extra(
+        "sshd:failed-password", 1,
+        "'Failed password for invalid user user' on the file's unterminated last line: "
+        "fail2ban waits for a newline that never comes (README caveat 8), tailban "
+        "takes the final line of a chunk at EOF"),
+}
+
 #: failures tailban finds and fail2ban does not, per ``<log>.<filter>.<mode>``:
 #: (line, address) -> what it is
 EXTRAS: dict[str, dict[tuple[int, str], Extra]] = {
-    "loghub_OpenSSH_2k.log.sshd.normal": {
-        (30, "5.36.59.76"): Extra("sshd:failed-password", 5, _RSYSLOG_REPEAT),
-        (285, "106.5.5.195"): Extra("sshd:failed-password", 5, _RSYSLOG_REPEAT),
-        (2000, "103.99.0.122"): Extra(
-            "sshd:failed-password", 1,
-            "'Failed password for invalid user user' on the file's unterminated last line: "
-            "fail2ban waits for a newline that never comes (README caveat 8), tailban "
-            "takes the final line of a chunk at EOF"),
-    },
+    "loghub_OpenSSH_2k.log.sshd.normal": _OPENSSH_2K,
+    # aggressive (normal + ddos + extra) finds the same and nothing more than fail2ban
+    "loghub_OpenSSH_2k.log.sshd.aggressive": _OPENSSH_2K,
     "NoLE-MailLog_mail.log.dovecot.normal": {
         (809, "190.102.254.46"): Extra("dovecot:auth-failed", 2, _SYSKLOGD_REPEAT),
         (813, "190.102.254.46"): Extra("dovecot:auth-failed", 2, _SYSKLOGD_REPEAT),
@@ -105,7 +110,7 @@ def test_runs_found() -> None:
     require_shared(REAL_LOGS)
     keys = {run.key for run in RUN_LIST}
     assert set(EXTRAS) <= keys, f"extras listed for logs that are not there: {set(EXTRAS) - keys}"
-    assert len(RUN_LIST) >= 9
+    assert len(RUN_LIST) >= 14
 
 
 @pytest.mark.parametrize("run", RUN_LIST or [None], ids=[r.key for r in RUN_LIST] or ["missing"])

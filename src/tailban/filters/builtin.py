@@ -69,7 +69,7 @@ _PAM_TAIL = (r"authentication failure;(?:\s+(?:logname|e?uid|tty)=\S*)*"
 _SSHD_DENIED = (r"not listed in AllowUsers|listed in DenyUsers|not in any group"
                 r"|a group is listed in DenyGroups|none of user's groups are listed in AllowGroups")
 
-SSHD_NORMAL: tuple[Rule, ...] = (
+_SSHD_COMMON: tuple[Rule, ...] = (
     *(_rule("sshd:auth-failure", literal,
             _ERR + r"[aA]uthentication (?:failure|error|failed) for "
             r"(?:illegal user |invalid user )?(?P<user>.*) from " + HOST + r"(?: via \S+)?" + _S)
@@ -126,6 +126,11 @@ SSHD_NORMAL: tuple[Rule, ...] = (
           + _S, forget=True),
     _rule("sshd:disconnect", "Received disconnect from ",
           r"(?:error: )?Received disconnect from " + ADDR + _PORT + r":\s*11:.*$", "close"),
+)
+
+#: the connection's helper lines, last in every mode (a mode's own rules for the same
+#: literals, e.g. ddos' ``Connection closed by ADDR [preauth]``, come before them)
+_SSHD_HELPERS: tuple[Rule, ...] = (
     # Helper lines: PAM's view of a password failure (sshd logs the same attempt again as
     # ``Failed password``), the connection's address, its end.
     _rule("sshd:pam-unix", "authentication failure;",
@@ -143,6 +148,89 @@ SSHD_NORMAL: tuple[Rule, ...] = (
           r"Disconnected from (?:(?:invalid |authenticating )?user (?P<user>.*) )?" + ADDR
           + _PORT + _S, "close"),
 )
+
+SSHD_NORMAL: tuple[Rule, ...] = (*_SSHD_COMMON, *_SSHD_HELPERS)
+
+#: sshd writes ``error: `` or ``fatal: `` in front of some messages
+_PREF = r"(?:(?:error|fatal): (?:PAM: )?)?"
+#: ``Connection closed by``/``Disconnected from`` with the user's name (attacker text,
+#: captured greedily: the address is the one before sshd's fixed ``port N [preauth]``)
+_AUTHNG_USER = r"(?:(?:invalid |authenticating )?user (?P<user>.*) )?"
+
+#: mode ``ddos``: clients that connect and never get to authenticate
+_SSHD_DDOS: tuple[Rule, ...] = (
+    _rule("sshd:no-identification", "Did not receive identification string",
+          _PREF + r"Did not receive identification string from " + ADDR + _PORT + _S),
+    # The client's identification is quoted attacker text; the address is the one
+    # before the fixed tail.
+    _rule("sshd:bad-protocol", "Bad protocol version identification",
+          _PREF + r"Bad protocol version identification '.*' from " + ADDR + _PORT + _S),
+    # No address: the connection's (``Connection from``, or a later ``Connection closed``).
+    _rule("sshd:kex-identification", "kex_exchange_identification: ",
+          _PREF + r"kex_exchange_identification: (?:read: )?(?:[Cc]lient sent invalid "
+          r"protocol identifier.*|[Cc]onnection (?:closed by remote host|reset by peer))"
+          + _S),
+    _rule("sshd:socket-reset", "Read from socket failed: Connection reset by peer",
+          _PREF + r"Read from socket failed: Connection reset by peer" + _S, forget=True),
+    _rule("sshd:banner-exchange", "banner exchange: Connection from ",
+          _PREF + r"banner exchange: Connection from " + ADDR + _PORT + r": invalid format"
+          + _S),
+    # OpenSSH's transport failing before authentication (MAC errors of scanners).
+    _rule("sshd:dispatch-fatal", "ssh_dispatch_run_fatal: Connection from ",
+          _PREF + r"ssh_dispatch_run_fatal: Connection from " + ADDR + r" port \d+: "
+          r"(?:message authentication code incorrect|[Cc]onnection corrupted)" + _S),
+    # LoginGraceTime expired: newer sshd names the peer (and its own address after it).
+    _rule("sshd:login-timeout", "Timeout before authentication for ",
+          _PREF + r"Timeout before authentication for (?:connection from )?" + ADDR
+          + r"(?: port \d+| to \S+, pid = \d+)?" + _S),
+    # Solaris' audit line: only the connection's address (``Remote: ADDR-PORT;``).
+    _rule("sshd:server-ltype", "SSH: Server;Ltype: ",
+          r"SSH: Server;Ltype: (?:Authname|Version|Kex);Remote: " + ADDR
+          + r"-\d+;[A-Z]\w+:.*$", "host"),
+)
+
+#: ``ddos``: a connection ending before authentication is a failure (with ``[preauth]``;
+#: without it the line only closes the connection, see ``_SSHD_HELPERS``)
+_SSHD_DDOS_CLOSE: tuple[Rule, ...] = (
+    _rule("sshd:preauth-closed", "Connection closed by ",
+          _PREF + r"Connection (?:closed|reset) by " + _AUTHNG_USER + ADDR + _PORT
+          + r" \[preauth\]$", also=("Connection reset by ",)),
+    _rule("sshd:preauth-disconnected", "Disconnected from ",
+          _PREF + r"Disconnected from " + _AUTHNG_USER + ADDR + _PORT + r" \[preauth\]$"),
+)
+
+#: an algorithm name of ``no matching ALG found``: up to three words
+_ALG = r"(?:\w+ ){0,2}\w+"
+
+#: mode ``extra``: clients that cannot agree on algorithms or methods
+_SSHD_EXTRA: tuple[Rule, ...] = (
+    _rule("sshd:no-auth-methods", "Received disconnect from ",
+          _PREF + r"Received disconnect from " + ADDR + _PORT
+          + r":\s*14: No(?: supported)? authentication methods available" + _S,
+          forget=True),
+    # The client's offer follows the fixed place of the address.
+    _rule("sshd:unable-to-negotiate", "Unable to negotiate with ",
+          _PREF + r"Unable to negotiate with " + ADDR + _PORT + r": no matching " + _ALG
+          + r" found\b.*$"),
+    _rule("sshd:unable-to-negotiate", "Unable to negotiate a ",
+          _PREF + r"Unable to negotiate a " + _ALG + _S),
+    _rule("sshd:no-matching", "no matching ",
+          _PREF + r"no matching " + _ALG + r" found:.*$"),
+)
+
+#: ``extra``: only the disconnect of a user that authenticated, before it did
+_SSHD_EXTRA_CLOSE: tuple[Rule, ...] = (
+    _rule("sshd:preauth-disconnected", "Disconnected from ",
+          _PREF + r"Disconnected from (?:invalid |authenticating )user (?P<user>.*) " + ADDR
+          + _PORT + r" \[preauth\]$"),
+)
+
+SSHD_DDOS: tuple[Rule, ...] = (*_SSHD_COMMON, *_SSHD_DDOS, *_SSHD_DDOS_CLOSE, *_SSHD_HELPERS)
+SSHD_EXTRA: tuple[Rule, ...] = (*_SSHD_COMMON, *_SSHD_EXTRA, *_SSHD_EXTRA_CLOSE,
+                                *_SSHD_HELPERS)
+#: ``aggressive``: normal + ddos + extra (ddos' end-of-connection rules cover extra's)
+SSHD_AGGRESSIVE: tuple[Rule, ...] = (*_SSHD_COMMON, *_SSHD_DDOS, *_SSHD_EXTRA,
+                                     *_SSHD_DDOS_CLOSE, *_SSHD_HELPERS)
 
 # --------------------------------------------------------------------------- postfix
 
@@ -192,9 +280,14 @@ DOVECOT_NORMAL: tuple[Rule, ...] = (
 # recidive reads no log: the daemon feeds it its own bans (see daemon/server.py).
 RECIDIVE = FilterSpec("recidive", r"tailban", ())
 
+_SSHD_TAGS = r"sshd(?:-session|-auth)?"
+_SSHD_MODES = ("normal", "ddos", "extra", "aggressive")
+
 _FILTERS: dict[str, dict[str, FilterSpec]] = {
     "recidive": {"normal": RECIDIVE},
-    "sshd": {"normal": FilterSpec("sshd", r"sshd(?:-session|-auth)?", SSHD_NORMAL)},
+    "sshd": {mode: FilterSpec("sshd", _SSHD_TAGS, rules, modes=_SSHD_MODES)
+             for mode, rules in (("normal", SSHD_NORMAL), ("ddos", SSHD_DDOS),
+                                 ("extra", SSHD_EXTRA), ("aggressive", SSHD_AGGRESSIVE))},
     "postfix": {"auth": FilterSpec("postfix", r"postfix(?:-[\w.-]+)?(?:/[\w.-]+)+",
                                    POSTFIX_AUTH, modes=("auth",))},
     "dovecot": {"normal": FilterSpec(
