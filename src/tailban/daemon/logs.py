@@ -17,7 +17,6 @@ class FollowedFile:
     path: str
     follower: FileFollower
     jails: list[str] = field(default_factory=list)
-    lines_hint: int = 0
     bytes_read: int = 0
 
 

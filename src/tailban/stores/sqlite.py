@@ -112,19 +112,6 @@ class SqliteStore:
             db.execute("ROLLBACK")
             raise
 
-    def history(self, ip: str | None = None, limit: int = 100) -> list[dict[str, object]]:
-        query = ("SELECT jail, ip, banned_at, expires_at, ended_at, end_reason, failures, line,"
-                 " source FROM ban_history")
-        args: tuple[object, ...] = ()
-        if ip is not None:
-            query += " WHERE ip = ?"
-            args = (ip,)
-        query += " ORDER BY id DESC LIMIT ?"
-        cols = ("jail", "ip", "banned_at", "expires_at", "ended_at", "end_reason", "failures",
-                "line", "source")
-        return [dict(zip(cols, row, strict=True))
-                for row in self._db.execute(query, (*args, limit))]
-
     def bans_since(self, since: float) -> list[dict[str, object]]:
         rows = self._db.execute("SELECT jail, ip, banned_at FROM ban_history WHERE banned_at >= ?"
                                 " ORDER BY banned_at", (since,))
