@@ -40,7 +40,8 @@ _JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "fi
               "banaction_allports", "blocktype", "usedns", "logencoding",
               "bantime.increment", "bantime.factor", "bantime.formula", "bantime.multipliers",
               "bantime.maxtime", "bantime.rndtime", "bantime.overalljails",
-              "banprefix4", "banprefix6", "banlist"}
+              "banprefix4", "banprefix6", "banlist", "account_maxretry", "account_findtime",
+              "account_action", "reset_on_success"}
 # fail2ban options that mean nothing here yet: accepted with a warning so a fail2ban
 # jail.local keeps loading instead of failing on its first line.
 _FAIL2BAN_IGNORED = {"action", "chain", "destemail", "sender", "mta", "ignorecommand",
@@ -240,7 +241,11 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
         usedns=usedns, increment=increment,
         banprefix4=typed("banprefix4", lambda t: _prefix(t, 32), 32),
         banprefix6=typed("banprefix6", lambda t: _prefix(t, 128), 128),
-        banlist=typed("banlist", _absolute_path, None), source_file=origin)
+        banlist=typed("banlist", _absolute_path, None),
+        account_maxretry=typed("account_maxretry", _non_negative_int, 0),
+        account_findtime=typed("account_findtime", parse_duration, findtime),
+        account_action=typed("account_action", _account_action, "alert"),
+        reset_on_success=typed("reset_on_success", parse_bool, False), source_file=origin)
 
 
 def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T:
@@ -258,6 +263,23 @@ def parse_bool(text: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError("expected true or false")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        number = int(text.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if number < 0:
+        raise ValueError("must be 0 (off) or more")
+    return number
+
+
+def _account_action(text: str) -> str:
+    key = text.strip().lower()
+    if key not in ("alert", "ban"):
+        raise ValueError("account_action is alert or ban")
+    return key
 
 
 def _prefix(text: str, bits: int) -> int:

@@ -49,12 +49,17 @@ class JailConfig:
     banprefix4: int = 32
     banprefix6: int = 128
     banlist: str | None = None
+    account_maxretry: int = 0
+    account_findtime: float = 3600.0
+    account_action: str = "alert"
+    reset_on_success: bool = False
     source_file: str = ""
 
     @property
     def rules(self) -> JailRules:
         return JailRules(self.name, self.maxretry, self.findtime, self.bantime, self.ignoreip,
-                         self.increment, self.banprefix4, self.banprefix6)
+                         self.increment, self.banprefix4, self.banprefix6,
+                         self.account_maxretry, self.account_findtime, self.account_action)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,7 @@ class Daemon:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at: float | None = None
         self._file_errors: dict[str, str] = {}
+        self._account_alerts: dict[str, int] = {}
         self._reload_lock = asyncio.Lock()
 
     # -- life cycle ---------------------------------------------------------------------
@@ -264,6 +265,8 @@ class Daemon:
                 jail = self.jails.get(name)
                 if jail is not None:
                     bans.extend(jail.feed(chunk, now).bans)
+                    if jail.policy.alerts:
+                        self._report_alerts(jail)
         bans.extend(self._recidive(bans, now))
         position = follower.position
         self.store.record(bans, positions=[position] if position is not None else [])
@@ -272,6 +275,18 @@ class Daemon:
             for ban in bans:
                 log.info("Ban %s in %s (%d failures)", ban.ip, ban.jail, ban.failures)
             self._schedule_expiry(min((b.expires_at for b in bans if b.expires_at), default=None))
+
+    def _report_alerts(self, jail: Jail) -> None:
+        """Per-account alerts: logged (the user name is attacker text, so repr'd)."""
+        for alert in jail.policy.alerts:
+            self._account_alerts[jail.name] = self._account_alerts.get(jail.name, 0) + 1
+            shown = ", ".join(alert.addresses[:10]) + (" ..." if len(alert.addresses) > 10
+                                                       else "")
+            log.warning("account alert in %s: %d failures for user %r from %d addresses "
+                        "(%s)%s", jail.name, alert.failures, alert.user[:64],
+                        len(alert.addresses), shown,
+                        "; all banned" if jail.config.account_action == "ban" else "")
+        jail.policy.alerts.clear()
 
     def _save_positions(self) -> None:
         """Where every file stands, so lines written while we are down are read on start."""
@@ -447,6 +462,7 @@ class Daemon:
                 "ignored_failures": counters.ignored,
                 "currently_banned": len(self.ledger.in_jail(name)),
                 "total_banned": counters.bans,
+                "account_alerts": self._account_alerts.get(name, 0),
                 "maxretry": jail.config.maxretry, "findtime": jail.config.findtime,
                 "bantime": jail.config.bantime,
             }

@@ -41,6 +41,25 @@ class Jail:
 
         Live, ``now`` is the daemon's clock; in replay each failure's own time is "now".
         """
-        failures = [e for e in self.matcher.scan(chunk, now) if isinstance(e, Failure)]
-        bans = self.policy.observe(failures, None if replay else now) if failures else []
-        return FeedResult(failures, bans)
+        events = self.matcher.scan(chunk, now)
+        at = None if replay else now
+        if not self.config.reset_on_success:
+            failures = [e for e in events if isinstance(e, Failure)]
+            return FeedResult(failures, self.policy.observe(failures, at) if failures else [])
+        # A success clears what came before it, not what follows: feed in runs.
+        all_failures: list[Failure] = []
+        bans: list[Ban] = []
+        run: list[Failure] = []
+        for event in events:
+            if isinstance(event, Failure):
+                run.append(event)
+                continue
+            if run:
+                bans.extend(self.policy.observe(run, at))
+                all_failures.extend(run)
+                run = []
+            self.policy.forget(event.ip)
+        if run:
+            bans.extend(self.policy.observe(run, at))
+            all_failures.extend(run)
+        return FeedResult(all_failures, bans)
