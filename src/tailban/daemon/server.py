@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import signal
 import time
@@ -22,9 +21,8 @@ from tailban.config.errors import ConfigError
 from tailban.config.load import load_config, read_banlist
 from tailban.config.model import Config, JailConfig
 from tailban.control.server import CommandError, ControlServer
-from tailban.core.addresses import normalise_target
-from tailban.core.durations import parse_duration
 from tailban.core.events import Ban, Failure, Unban
+from tailban.daemon.commands import ControlCommands
 from tailban.daemon.firewall_worker import FirewallWorker
 from tailban.daemon.logs import FollowedFile, LogSet
 from tailban.daemon.notify import sd_notify
@@ -37,7 +35,6 @@ from tailban.stores.sqlite import SqliteStore
 log = logging.getLogger("tailban")
 
 SAFETY_POLL = 5.0  # a missed inotify event costs at most this, never the ban path
-UNBAN_WAIT = 10.0
 
 
 def firewall_jails(jails: Iterable[JailConfig]) -> list[JailFirewall]:
@@ -75,8 +72,8 @@ class Daemon:
         self._scheduled = False
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at: float | None = None
-        self._file_errors: dict[str, str] = {}
-        self._account_alerts: dict[str, int] = {}
+        self.file_errors: dict[str, str] = {}
+        self.account_alerts: dict[str, int] = {}
         self._reload_lock = asyncio.Lock()
 
     # -- life cycle ---------------------------------------------------------------------
@@ -102,7 +99,7 @@ class Daemon:
         self._ban_counts = self.store.ban_counts()
         for jail_config in enabled:
             self.jails[jail_config.name] = self._new_jail(jail_config)
-        self._seed_recidive(now)
+        self._seedrecidive_bans(now)
         banlist_bans, banlist_unbans = self._banlist_changes(now)
         self.store.record(banlist_bans, banlist_unbans)
         # The kernel gets every ban back in one transaction before anything else runs.
@@ -117,7 +114,7 @@ class Daemon:
         for pattern in self.logs.patterns:
             self.watcher.watch(pattern)
         self.watcher.start()
-        self.control = ControlServer(settings.socket, self._handlers())
+        self.control = ControlServer(settings.socket, ControlCommands(self).handlers())
         await self.control.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -125,7 +122,7 @@ class Daemon:
         for entry in list(self.logs.files.values()):
             self._process(entry)
         self._save_positions()
-        self._schedule_expiry()
+        self.schedule_expiry()
         maintenance = loop.create_task(self._maintenance(), name="maintenance")
         sd_notify(f"READY=1\nSTATUS=following {len(self.logs.files)} files")
         log.info("tailban %s started: jails %s", __version__, ", ".join(self.jails) or "none")
@@ -182,7 +179,7 @@ class Daemon:
                 unbans.append(Unban(name, target, now, "removed from ban list"))
         return bans, unbans
 
-    def _recidive(self, bans: list[Ban], now: float) -> list[Ban]:
+    def recidive_bans(self, bans: list[Ban], now: float) -> list[Ban]:
         """Bans of the other jails count as failures of the recidive jails (no log parsing)."""
         repeat: list[Ban] = []
         for jail in self.jails.values():
@@ -194,7 +191,7 @@ class Daemon:
                 repeat.extend(jail.policy.observe(seen, now))
         return repeat
 
-    def _seed_recidive(self, now: float) -> None:
+    def _seedrecidive_bans(self, now: float) -> None:
         """Recidive windows continue from the ban history after a restart."""
         for jail in self.jails.values():
             if jail.config.filter.name != "recidive":
@@ -267,19 +264,19 @@ class Daemon:
                     bans.extend(jail.feed(chunk, now).bans)
                     if jail.policy.alerts:
                         self._report_alerts(jail)
-        bans.extend(self._recidive(bans, now))
+        bans.extend(self.recidive_bans(bans, now))
         position = follower.position
         self.store.record(bans, positions=[position] if position is not None else [])
         if bans:
             self.firewall.submit(bans)
             for ban in bans:
                 log.info("Ban %s in %s (%d failures)", ban.ip, ban.jail, ban.failures)
-            self._schedule_expiry(min((b.expires_at for b in bans if b.expires_at), default=None))
+            self.schedule_expiry(min((b.expires_at for b in bans if b.expires_at), default=None))
 
     def _report_alerts(self, jail: Jail) -> None:
         """Per-account alerts: logged (the user name is attacker text, so repr'd)."""
         for alert in jail.policy.alerts:
-            self._account_alerts[jail.name] = self._account_alerts.get(jail.name, 0) + 1
+            self.account_alerts[jail.name] = self.account_alerts.get(jail.name, 0) + 1
             shown = ", ".join(alert.addresses[:10]) + (" ..." if len(alert.addresses) > 10
                                                        else "")
             log.warning("account alert in %s: %d failures for user %r from %d addresses "
@@ -294,19 +291,19 @@ class Daemon:
         self.store.record(positions=[p for p in positions if p is not None])
 
     def _note_file_error(self, path: str, error: str | None) -> None:
-        previous = self._file_errors.get(path)
+        previous = self.file_errors.get(path)
         if error == previous:
             return
         if error:
             log.warning("%s: %s", path, error)
-            self._file_errors[path] = error
+            self.file_errors[path] = error
         else:
             log.info("%s: readable again", path)
-            self._file_errors.pop(path, None)
+            self.file_errors.pop(path, None)
 
     # -- expiry and maintenance ---------------------------------------------------------
 
-    def _schedule_expiry(self, candidate: float | None = None) -> None:
+    def schedule_expiry(self, candidate: float | None = None) -> None:
         if candidate is not None and self._expiry_at is not None and candidate >= self._expiry_at:
             return
         at = self.ledger.next_expiry()
@@ -327,7 +324,7 @@ class Daemon:
             self.firewall.submit(unbans=ended)
             for unban in ended:
                 log.info("Unban %s in %s (expired)", unban.ip, unban.jail)
-        self._schedule_expiry()
+        self.schedule_expiry()
 
     async def _maintenance(self) -> None:
         loop = asyncio.get_running_loop()
@@ -414,129 +411,3 @@ class Daemon:
             log.info("configuration reloaded: jails %s", ", ".join(jails) or "none")
             return {"jails": sorted(jails), "restarted": changed,
                     "warnings": list(new.warnings)}
-
-    # -- control commands ---------------------------------------------------------------
-
-    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
-        return {
-            "ping": self._cmd_ping, "status": self._cmd_status, "banned": self._cmd_banned,
-            "ban": self._cmd_ban, "unban": self._cmd_unban, "reload": self._cmd_reload,
-            "stop": self._cmd_stop, "reconcile": self._cmd_reconcile,
-        }
-
-    async def _cmd_ping(self, args: dict[str, Any]) -> str:
-        return "pong"
-
-    def _jail_arg(self, args: dict[str, Any], required: bool) -> str | None:
-        name = args.get("jail")
-        if name is None and not required:
-            return None
-        if not isinstance(name, str) or name not in self.jails:
-            raise CommandError(f"no enabled jail {name!r} (enabled: "
-                               f"{', '.join(sorted(self.jails)) or 'none'})")
-        return name
-
-    @staticmethod
-    def _ip_arg(args: dict[str, Any]) -> str:
-        """An address or a network (``198.51.100.0/24``) in canonical form."""
-        raw = args.get("ip")
-        ip = normalise_target(raw) if isinstance(raw, str) else None
-        if ip is None:
-            raise CommandError(f"not an IP address or network: {raw!r}")
-        return ip
-
-    async def _cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
-        only = self._jail_arg(args, required=False)
-        jails = {}
-        for name, jail in self.jails.items():
-            if only is not None and name != only:
-                continue
-            counters = jail.policy.counters
-            files = [f.path for f in self.logs.files.values() if name in f.jails]
-            jails[name] = {
-                "filter": jail.config.filter_ref,
-                "files": files,
-                "file_errors": {p: e for p, e in self._file_errors.items() if p in files},
-                "currently_failing": len(jail.policy.window),
-                "total_failures": counters.failures,
-                "ignored_failures": counters.ignored,
-                "currently_banned": len(self.ledger.in_jail(name)),
-                "total_banned": counters.bans,
-                "account_alerts": self._account_alerts.get(name, 0),
-                "maxretry": jail.config.maxretry, "findtime": jail.config.findtime,
-                "bantime": jail.config.bantime,
-            }
-        worker = self.firewall
-        return {
-            "version": __version__, "pid": os.getpid(),
-            "uptime": round(self.clock() - self.started_at, 1),
-            "jails": jails,
-            "firewall": {"backend": self.backend.name, "pending": len(worker.pending),
-                         "last_error": worker.last_error, "failed_attempts": worker.failures,
-                         "transactions": worker.transactions},
-        }
-
-    async def _cmd_banned(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        only = self._jail_arg(args, required=False)
-        now = self.clock()
-        rows = [{"jail": b.jail, "ip": b.ip, "banned_at": b.banned_at,
-                 "expires_at": b.expires_at, "remaining": b.remaining(now),
-                 "failures": b.failures, "source": b.source, "line": b.line}
-                for b in self.ledger if only is None or b.jail == only]
-        return sorted(rows, key=lambda r: (r["jail"], r["banned_at"]))
-
-    async def _cmd_ban(self, args: dict[str, Any]) -> dict[str, Any]:
-        name = self._jail_arg(args, required=True)
-        assert name is not None
-        ip = self._ip_arg(args)
-        bantime = args.get("bantime")
-        seconds: float | None = None
-        if bantime is not None:
-            try:
-                seconds = parse_duration(str(bantime), allow_forever=True)
-            except ValueError as exc:
-                raise CommandError(str(exc)) from None
-        now = self.clock()
-        ban = self.jails[name].policy.manual_ban(ip, now, seconds)
-        new = [ban, *self._recidive([ban], now)]
-        self.store.record(new)
-        ticket = self.firewall.submit(new)
-        self._schedule_expiry(ban.expires_at)
-        log.info("Ban %s in %s (manual)", ip, name)
-        applied = await self.firewall.wait(ticket, UNBAN_WAIT)
-        return {"jail": name, "ip": ip, "expires_at": ban.expires_at, "applied": applied,
-                "error": None if applied else self.firewall.last_error}
-
-    async def _cmd_unban(self, args: dict[str, Any]) -> dict[str, Any]:
-        ip = self._ip_arg(args)
-        only = self._jail_arg(args, required=False)
-        now = self.clock()
-        names = [only] if only else self.ledger.jails_of(ip)
-        unbans = [Unban(n, ip, now, "manual") for n in names
-                  if self.ledger.remove(n, ip) is not None]
-        if not unbans:
-            raise CommandError(f"{ip} is not banned" + (f" in {only}" if only else ""))
-        self.store.record(unbans=unbans)
-        ticket = self.firewall.submit(unbans=unbans)
-        for unban in unbans:
-            log.info("Unban %s in %s (manual)", ip, unban.jail)
-        applied = await self.firewall.wait(ticket, UNBAN_WAIT)
-        if not applied:
-            raise CommandError(f"unban of {ip} recorded but the firewall has not applied it "
-                               f"yet (retrying): {self.firewall.last_error}")
-        return {"ip": ip, "jails": [u.jail for u in unbans]}
-
-    async def _cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
-        return await self.reload()
-
-    async def _cmd_stop(self, args: dict[str, Any]) -> dict[str, Any]:
-        flush = bool(args.get("flush", False))
-        asyncio.get_running_loop().call_soon(self.request_stop, flush or None)
-        return {"stopping": True, "flush": flush or self.flush_on_stop, "pid": os.getpid()}
-
-    async def _cmd_reconcile(self, args: dict[str, Any]) -> dict[str, Any]:
-        try:
-            await self.reconcile()
-        except FirewallError as exc:
-            raise CommandError(f"reconcile failed: {exc}") from None
-        return {"bans": len(self.ledger)}

@@ -1,0 +1,154 @@
+"""The control socket's commands: a fixed table of typed handlers over the running daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tailban import __version__
+from tailban.control.server import CommandError
+from tailban.core.addresses import normalise_target
+from tailban.core.durations import parse_duration
+from tailban.core.events import Unban
+from tailban.firewall.base import FirewallError
+
+if TYPE_CHECKING:
+    from tailban.daemon.server import Daemon
+
+log = logging.getLogger("tailban")
+
+UNBAN_WAIT = 10.0  # seconds a ban/unban command waits for the kernel
+
+
+class ControlCommands:
+    """What `tailban status|banned|ban|unban|reload|stop|reconcile|ping` do in the daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {
+            "ping": self._cmd_ping, "status": self._cmd_status, "banned": self._cmd_banned,
+            "ban": self._cmd_ban, "unban": self._cmd_unban, "reload": self._cmd_reload,
+            "stop": self._cmd_stop, "reconcile": self._cmd_reconcile,
+        }
+
+    async def _cmd_ping(self, args: dict[str, Any]) -> str:
+        return "pong"
+
+    def _jail_arg(self, args: dict[str, Any], required: bool) -> str | None:
+        name = args.get("jail")
+        if name is None and not required:
+            return None
+        if not isinstance(name, str) or name not in self.daemon.jails:
+            raise CommandError(f"no enabled jail {name!r} (enabled: "
+                               f"{', '.join(sorted(self.daemon.jails)) or 'none'})")
+        return name
+
+    @staticmethod
+    def _ip_arg(args: dict[str, Any]) -> str:
+        """An address or a network (``198.51.100.0/24``) in canonical form."""
+        raw = args.get("ip")
+        ip = normalise_target(raw) if isinstance(raw, str) else None
+        if ip is None:
+            raise CommandError(f"not an IP address or network: {raw!r}")
+        return ip
+
+    async def _cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        only = self._jail_arg(args, required=False)
+        jails = {}
+        for name, jail in self.daemon.jails.items():
+            if only is not None and name != only:
+                continue
+            counters = jail.policy.counters
+            files = [f.path for f in self.daemon.logs.files.values() if name in f.jails]
+            jails[name] = {
+                "filter": jail.config.filter_ref,
+                "files": files,
+                "file_errors": {p: e for p, e in self.daemon.file_errors.items() if p in files},
+                "currently_failing": len(jail.policy.window),
+                "total_failures": counters.failures,
+                "ignored_failures": counters.ignored,
+                "currently_banned": len(self.daemon.ledger.in_jail(name)),
+                "total_banned": counters.bans,
+                "account_alerts": self.daemon.account_alerts.get(name, 0),
+                "maxretry": jail.config.maxretry, "findtime": jail.config.findtime,
+                "bantime": jail.config.bantime,
+            }
+        worker = self.daemon.firewall
+        return {
+            "version": __version__, "pid": os.getpid(),
+            "uptime": round(self.daemon.clock() - self.daemon.started_at, 1),
+            "jails": jails,
+            "firewall": {"backend": self.daemon.backend.name, "pending": len(worker.pending),
+                         "last_error": worker.last_error, "failed_attempts": worker.failures,
+                         "transactions": worker.transactions},
+        }
+
+    async def _cmd_banned(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        only = self._jail_arg(args, required=False)
+        now = self.daemon.clock()
+        rows = [{"jail": b.jail, "ip": b.ip, "banned_at": b.banned_at,
+                 "expires_at": b.expires_at, "remaining": b.remaining(now),
+                 "failures": b.failures, "source": b.source, "line": b.line}
+                for b in self.daemon.ledger if only is None or b.jail == only]
+        return sorted(rows, key=lambda r: (r["jail"], r["banned_at"]))
+
+    async def _cmd_ban(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = self._jail_arg(args, required=True)
+        assert name is not None
+        ip = self._ip_arg(args)
+        bantime = args.get("bantime")
+        seconds: float | None = None
+        if bantime is not None:
+            try:
+                seconds = parse_duration(str(bantime), allow_forever=True)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+        now = self.daemon.clock()
+        ban = self.daemon.jails[name].policy.manual_ban(ip, now, seconds)
+        new = [ban, *self.daemon.recidive_bans([ban], now)]
+        self.daemon.store.record(new)
+        ticket = self.daemon.firewall.submit(new)
+        self.daemon.schedule_expiry(ban.expires_at)
+        log.info("Ban %s in %s (manual)", ip, name)
+        applied = await self.daemon.firewall.wait(ticket, UNBAN_WAIT)
+        return {"jail": name, "ip": ip, "expires_at": ban.expires_at, "applied": applied,
+                "error": None if applied else self.daemon.firewall.last_error}
+
+    async def _cmd_unban(self, args: dict[str, Any]) -> dict[str, Any]:
+        ip = self._ip_arg(args)
+        only = self._jail_arg(args, required=False)
+        now = self.daemon.clock()
+        names = [only] if only else self.daemon.ledger.jails_of(ip)
+        unbans = [Unban(n, ip, now, "manual") for n in names
+                  if self.daemon.ledger.remove(n, ip) is not None]
+        if not unbans:
+            raise CommandError(f"{ip} is not banned" + (f" in {only}" if only else ""))
+        self.daemon.store.record(unbans=unbans)
+        ticket = self.daemon.firewall.submit(unbans=unbans)
+        for unban in unbans:
+            log.info("Unban %s in %s (manual)", ip, unban.jail)
+        applied = await self.daemon.firewall.wait(ticket, UNBAN_WAIT)
+        if not applied:
+            raise CommandError(f"unban of {ip} recorded but the firewall has not applied it "
+                               f"yet (retrying): {self.daemon.firewall.last_error}")
+        return {"ip": ip, "jails": [u.jail for u in unbans]}
+
+    async def _cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.daemon.reload()
+
+    async def _cmd_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        flush = bool(args.get("flush", False))
+        asyncio.get_running_loop().call_soon(self.daemon.request_stop, flush or None)
+        return {"stopping": True, "flush": flush or self.daemon.flush_on_stop, "pid": os.getpid()}
+
+    async def _cmd_reconcile(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await self.daemon.reconcile()
+        except FirewallError as exc:
+            raise CommandError(f"reconcile failed: {exc}") from None
+        return {"bans": len(self.daemon.ledger)}
