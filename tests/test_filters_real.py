@@ -3,7 +3,7 @@
 Each log runs whole through ``ChunkMatcher.scan`` in 64 KiB chunks cut at newlines (the
 last chunk ends without one where the file does). Runs: sshd ``normal`` and
 ``aggressive`` (``*.sshd.aggressive.matches.jsonl``), postfix ``auth``
-(the postfix-sasl jail), dovecot ``normal``.
+(the postfix-sasl jail), dovecot ``normal`` and ``aggressive``.
 
 Asserted per run:
 
@@ -40,7 +40,8 @@ from tailban.filters.builtin import resolve_filter
 from tailban.filters.matcher import ChunkMatcher
 
 RUNS = {("sshd", "normal"): "sshd", ("sshd", "aggressive"): "sshd[mode=aggressive]",
-        ("postfix", "auth"): "postfix[mode=auth]", ("dovecot", "normal"): "dovecot"}
+        ("postfix", "auth"): "postfix[mode=auth]", ("dovecot", "normal"): "dovecot",
+        ("dovecot", "aggressive"): "dovecot[mode=aggressive]"}
 
 
 class Extra(NamedTuple):
@@ -55,6 +56,15 @@ _RSYSLOG_REPEAT = ("rsyslog 'message repeated 5 times: [ Failed password ...]': 
 _SYSKLOGD_REPEAT = ("sysklogd 'last message repeated 2 times' right after a Dovecot 'auth "
                     "failed' line: the same failure twice more (README caveat 2); one failure "
                     "with count 2")
+
+_SYSKLOGD_REPEAT_NO_AUTH = ("sysklogd 'last message repeated 2 times' right after a Dovecot "
+                            "'Disconnected (no auth attempts)' / 'Aborted login (no auth "
+                            "attempts)' line: the same failure twice more (README caveat 2); "
+                            "one failure with count 2")
+_NOLE_AUTH_FAILED = {
+    (809, "190.102.254.46"): Extra("dovecot:auth-failed", 2, _SYSKLOGD_REPEAT),
+    (813, "190.102.254.46"): Extra("dovecot:auth-failed", 2, _SYSKLOGD_REPEAT),
+}
 
 _OPENSSH_2K = {
     (30, "5.36.59.76"): Extra("sshd:failed-password", 5, _RSYSLOG_REPEAT),
@@ -72,9 +82,12 @@ EXTRAS: dict[str, dict[tuple[int, str], Extra]] = {
     "loghub_OpenSSH_2k.log.sshd.normal": _OPENSSH_2K,
     # aggressive (normal + ddos + extra) finds the same and nothing more than fail2ban
     "loghub_OpenSSH_2k.log.sshd.aggressive": _OPENSSH_2K,
-    "NoLE-MailLog_mail.log.dovecot.normal": {
-        (809, "190.102.254.46"): Extra("dovecot:auth-failed", 2, _SYSKLOGD_REPEAT),
-        (813, "190.102.254.46"): Extra("dovecot:auth-failed", 2, _SYSKLOGD_REPEAT),
+    "NoLE-MailLog_mail.log.dovecot.normal": _NOLE_AUTH_FAILED,
+    # aggressive: the same, and the same repeat after two 'Disconnected (no auth attempts)'
+    "NoLE-MailLog_mail.log.dovecot.aggressive": {
+        **_NOLE_AUTH_FAILED,
+        (686, "190.102.254.46"): Extra("dovecot:no-auth", 2, _SYSKLOGD_REPEAT_NO_AUTH),
+        (692, "190.102.254.46"): Extra("dovecot:no-auth", 2, _SYSKLOGD_REPEAT_NO_AUTH),
     },
 }
 
@@ -110,7 +123,7 @@ def test_runs_found() -> None:
     require_shared(REAL_LOGS)
     keys = {run.key for run in RUN_LIST}
     assert set(EXTRAS) <= keys, f"extras listed for logs that are not there: {set(EXTRAS) - keys}"
-    assert len(RUN_LIST) >= 14
+    assert len(RUN_LIST) >= 16
 
 
 @pytest.mark.parametrize("run", RUN_LIST or [None], ids=[r.key for r in RUN_LIST] or ["missing"])

@@ -234,22 +234,106 @@ SSHD_AGGRESSIVE: tuple[Rule, ...] = (*_SSHD_COMMON, *_SSHD_DDOS, *_SSHD_EXTRA,
 
 # --------------------------------------------------------------------------- postfix
 
-POSTFIX_AUTH: tuple[Rule, ...] = (
+#: ``NAME[ADDR]`` or postscreen's ``[ADDR]:PORT``: the name is one token without brackets
+#: or blanks (a PTR record, "unknown"), so the address is the one in the first brackets
+_PF_CLIENT = r"[^\s\[\]]*\[" + ADDR + r"\](?::\d+)?"
+#: the queue id (or ``NOQUEUE``) postfix writes before a rejection
+_PF_QUEUE = r"(?:NOQUEUE|[0-9A-Za-z]+): "
+
+
+def _pf_sasl(name: str, lookahead: str) -> Rule:
     # ``warning: NAME[ADDR]: SASL MECH authentication failed: REASON[, sasl_username=U]``;
     # the address stands at a fixed place, the name is one validated token.
-    _rule("postfix:sasl-failed", "authentication failed",
-          r"warning: [^\s\[\]]*\[" + ADDR + r"\](?::\d+)?: SASL [-\w]+ authentication failed:"
-          r"(?! Connection lost to authentication server| Invalid authentication mechanism)"
-          r"(?: .*?)?(?:, sasl_username=(?P<user>.*))?$"),
+    return _rule(name, "authentication failed",
+                 r"warning: " + _PF_CLIENT + r": SASL [-\w]+ authentication failed:"
+                 + lookahead + r"(?: .*?)?(?:, sasl_username=(?P<user>.*))?$")
+
+
+#: ``auth``: SASL failures, except a lost authentication server (no client's fault) and
+#: a mechanism the server does not offer (a misconfigured client)
+_PF_AUTH = (_pf_sasl("postfix:sasl-failed", r"(?! Connection lost to authentication server"
+                     r"| Invalid authentication mechanism)"),)
+#: ``aggressive`` also counts the unknown mechanism
+_PF_AUTH_AGGRESSIVE = (_pf_sasl("postfix:sasl-failed",
+                                r"(?! Connection lost to authentication server)"),)
+
+POSTFIX_AUTH: tuple[Rule, ...] = _PF_AUTH
+
+#: ``errors``: clients that make smtpd give up
+_PF_ERRORS: tuple[Rule, ...] = (
+    _rule("postfix:too-many-errors", "too many errors after ",
+          r"too many errors after \S+ from " + _PF_CLIENT + r"$"),
 )
+
+#: ``rbl``: rejections because a DNS block list names the client
+_PF_RBL: tuple[Rule, ...] = (
+    _rule("postfix:rbl", "blocked using ",
+          _PF_QUEUE + r"reject: RCPT from " + _PF_CLIENT + r": [45]\d\d [45]\.7\.1 Service "
+          r"unavailable; [Cc]lient(?: host)? \[[^\]]*\] blocked using .*$"),
+)
+
+#: ``normal``: rejected commands and protocol abuse. A rejection's status code says what
+#: was wrong: address (x.1.x), protocol (x.5.x) or policy/security (x.7.x); mailbox and
+#: system conditions (x.2.x, x.3.x, x.4.x: full, greylisted, busy) are not the client's
+#: fault. What follows the status (sender, recipient, helo) is attacker text.
+_PF_NORMAL: tuple[Rule, ...] = (
+    _rule("postfix:reject", "reject: ",
+          _PF_QUEUE + r"(?:milter-)?reject: (?:RCPT|MAIL|EHLO|HELO|VRFY|EXPN|ETRN|DATA|BDAT"
+          r"|CONNECT|END-OF-MESSAGE) from " + _PF_CLIENT
+          + r": [45]\d\d [45]\.[157]\.\d{1,3}(?!.*[Gg]reylist).*$"),
+    _rule("postfix:pipelining", "improper command pipelining after ",
+          r"improper command pipelining after \S+ from " + _PF_CLIENT + r":?(?: .*)?$"),
+    *_PF_ERRORS,
+)
+
+#: ``ddos``: clients that drop the connection before mail or trip postscreen's limits
+_PF_DDOS: tuple[Rule, ...] = (
+    _rule("postfix:auth-disconnect", "disconnect from ",
+          r"disconnect from " + _PF_CLIENT + r"(?: [a-z]+=\d+(?:/\d+)?)* auth=0/[1-9]\d*"
+          r"(?: [a-z]+=\d+(?:/\d+)?)*$"),
+    # Not after DATA or later: a lawful client's connection may break while sending.
+    _rule("postfix:lost-connection", "lost connection after ",
+          r"(?:NOQUEUE: )?lost connection after (?:CONNECT|STARTTLS|AUTH|EHLO|HELO|UNKNOWN)"
+          r" from " + _PF_CLIENT + r"$"),
+    _rule("postfix:pregreet", "PREGREET ",
+          r"PREGREET \d+ after [\d.]+ from \[" + ADDR + r"\]:\d+: .*$"),
+    _rule("postfix:hangup", "HANGUP after ",
+          r"HANGUP after [\d.]+ from \[" + ADDR + r"\]:\d+ in .*$"),
+    _rule("postfix:command-limit", " LIMIT from ",
+          r"COMMAND (?:TIME|COUNT|LENGTH) LIMIT from \[" + ADDR + r"\]:\d+(?: after \S+)?$"),
+    _rule("postfix:rate-limit", "rate limit exceeded: ",
+          r"warning: (?:Connection|Message delivery request|Recipient address|New TLS session"
+          r"|Connection concurrency) (?:rate )?limit exceeded: \d+ from " + _PF_CLIENT
+          + r" for service \S+$"),
+)
+
+#: ``aggressive`` only: the client's PTR name does not resolve back to its address (the
+#: name is the client's DNS data, a single token; the address is postfix's)
+_PF_FCRDNS: tuple[Rule, ...] = (
+    _rule("postfix:fcrdns", "does not resolve to address ",
+          r"warning: hostname [^\s\[\]]+ does not resolve to address " + ADDR
+          + r"(?::.*)?$"),
+)
+
+_POSTFIX_MODES: dict[str, tuple[Rule, ...]] = {
+    "normal": _PF_NORMAL,
+    "auth": _PF_AUTH,
+    "rbl": _PF_RBL,
+    "errors": _PF_ERRORS,
+    "ddos": _PF_DDOS,
+    # fail2ban's default: normal + auth (block list rejections are rejections too)
+    "more": (*_PF_RBL, *_PF_NORMAL, *_PF_AUTH),
+    "aggressive": (*_PF_RBL, *_PF_NORMAL, *_PF_AUTH_AGGRESSIVE, *_PF_DDOS, *_PF_FCRDNS),
+}
 
 # --------------------------------------------------------------------------- dovecot
 
 _D_LOGIN = (r"(?:dovecot: )?(?:(?:imap|pop3|managesieve|submission|lmtp)-login: )?(?:Info: )?"
-            r"(?:Aborted login|Disconnected|Remote closed connection"
+            r"(?:Aborted login|Login aborted|Disconnected|Remote closed connection"
             r"|Client has quit the connection|Connection closed)\b[^<>]*? \(")
-_D_LOGIN_TAIL = (r"\): (?:user=<(?P<user>{U})>, )?(?:method=[-\w]+, )?rip=" + ADDR
-                 + r"(?:,.*)?$")
+#: dovecot >= 2.4 adds a reason code after the reason: ``(auth failed, ...) (auth_failed):``
+_D_LOGIN_TAIL = (r"\)(?: \([a-z_]+\))?: (?:user=<(?P<user>{U})>, )?(?:method=[-\w]+, )?"
+                 r"rip=" + ADDR + r"(?:,.*)?$")
 _D_AUTH = (r"(?:dovecot: )?(?:auth(?:-worker)?(?:\([^)]*\))?: )?(?:Info: )?"
            r"(?:conn unix:\S+ \([^)]*\): auth-worker<\d+>: )?(?:Info: )?")
 _D_PASSDB = (r"(?:pam|passwd-file|passwd|shadow|bsdauth|sql|ldap|checkpassword|vpopmail|lua"
@@ -277,6 +361,18 @@ DOVECOT_NORMAL: tuple[Rule, ...] = (
           r"pam_unix\(dovecot:auth\):\s+" + _PAM_TAIL),
 )
 
+#: ``aggressive``: also clients that leave without trying to log in (scanners, TLS probes)
+DOVECOT_AGGRESSIVE: tuple[Rule, ...] = (
+    *DOVECOT_NORMAL,
+    _rule("dovecot:no-auth", "no auth attempts",
+          _D_LOGIN + r"(?:no auth attempts(?: in \d+ secs?)?"
+          r"|disconnected before auth was ready(?:, waited \d+ secs?)?"
+          r"|client didn't finish SASL auth(?:, waited \d+ secs?)?"
+          r"|disconnected during TLS handshake)" + _D_LOGIN_TAIL,
+          also=("before auth was ready", "didn't finish SASL auth",
+                "during TLS handshake")),
+)
+
 # recidive reads no log: the daemon feeds it its own bans (see daemon/server.py).
 RECIDIVE = FilterSpec("recidive", r"tailban", ())
 
@@ -288,12 +384,14 @@ _FILTERS: dict[str, dict[str, FilterSpec]] = {
     "sshd": {mode: FilterSpec("sshd", _SSHD_TAGS, rules, modes=_SSHD_MODES)
              for mode, rules in (("normal", SSHD_NORMAL), ("ddos", SSHD_DDOS),
                                  ("extra", SSHD_EXTRA), ("aggressive", SSHD_AGGRESSIVE))},
-    "postfix": {"auth": FilterSpec("postfix", r"postfix(?:-[\w.-]+)?(?:/[\w.-]+)+",
-                                   POSTFIX_AUTH, modes=("auth",))},
-    "dovecot": {"normal": FilterSpec(
+    "postfix": {mode: FilterSpec("postfix", r"postfix(?:-[\w.-]+)?(?:/[\w.-]+)+", rules,
+                                 modes=tuple(_POSTFIX_MODES))
+                for mode, rules in _POSTFIX_MODES.items()},
+    "dovecot": {mode: FilterSpec(
         "dovecot",
         r"dovecot(?:-auth)?|auth(?:-worker)?|(?:imap|pop3|managesieve|submission|lmtp)-login",
-        DOVECOT_NORMAL)},
+        rules, modes=("normal", "aggressive"))
+        for mode, rules in (("normal", DOVECOT_NORMAL), ("aggressive", DOVECOT_AGGRESSIVE))},
 }
 _DEFAULT_MODE = {"sshd": "normal", "postfix": "auth", "dovecot": "normal"}
 _ALIASES = {"postfix-sasl": ("postfix", "auth")}
