@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from conftest import require
 from tailban.core.events import Failure
@@ -102,3 +104,22 @@ def line_numbers(lines: Sequence[str], failures: Sequence[Failure]) -> list[int]
 
 def _same_line(line: str, kept: str) -> bool:
     return line == kept or (len(kept) >= 1000 and line.startswith(kept))
+
+
+def check_failure(failures: Sequence[Failure], expect: dict[str, Any], record: dict[str, Any],
+                  where: str) -> Failure | None:
+    """fail2ban's per-line expectation: no failure, or exactly one with the asserted host,
+    user and time (``None`` in ``expect`` = not asserted). Returns the failure, if any."""
+    if not expect["match"]:
+        assert list(failures) == [], f"{where}: fail2ban finds no failure, tailban {failures}"
+        return None
+    assert len(failures) == 1, f"{where}: want exactly one failure, got {failures}"
+    failure = failures[0]
+    if expect["host"] is not None:
+        assert failure.host == expect["host"], f"{where}: host {failure.host!r}"
+    if expect["user"] is not None:
+        assert failure.user == expect["user"], f"{where}: user {failure.user!r}"
+    if expect["time_epoch"] is not None:
+        assert math.floor(failure.time) == int(expect["time_epoch"]), (
+            f"{where}: time {failure.time} != {expect['time_epoch']} ({record['time']})")
+    return failure

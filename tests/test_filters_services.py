@@ -11,7 +11,6 @@ checked as tailban's reading.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from filterutil import F2B_LOGS, F2B_NOW, F2B_TZ, local_zone, require_shared
+from filterutil import (
+    F2B_LOGS,
+    F2B_NOW,
+    F2B_TZ,
+    check_failure,
+    local_zone,
+    require_shared,
+)
 from tailban.core.events import Failure
 from tailban.filters.builtin import resolve_filter
 from tailban.filters.matcher import ChunkMatcher
@@ -161,18 +167,7 @@ def test_record(rid: str, outcomes: dict[str, tuple[Record, list[Failure]]]) -> 
         expect.update(deviation.expect)
     where = f"{rid} {record['line']!r}"
     assert not record["extra"], f"{where}: unhandled extra assertions {record['extra']}"
-    if not expect["match"]:
-        assert failures == [], f"{where}: fail2ban finds no failure, tailban {failures}"
-        return
-    assert len(failures) == 1, f"{where}: want exactly one failure, got {failures}"
-    failure = failures[0]
-    if expect["host"] is not None:
-        assert failure.host == expect["host"], f"{where}: host {failure.host!r}"
-    if expect["user"] is not None:
-        assert failure.user == expect["user"], f"{where}: user {failure.user!r}"
-    if expect["time_epoch"] is not None:
-        assert math.floor(failure.time) == int(expect["time_epoch"]), (
-            f"{where}: time {failure.time} != {expect['time_epoch']} ({record['time']})")
+    check_failure(failures, expect, record, where)
 
 
 def test_unsupported_lines_find_nothing() -> None:

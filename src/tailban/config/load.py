@@ -209,7 +209,7 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
             raise ConfigError(f"logpath must be absolute: {path!r}", file=logpath.file,
                               line=logpath.line, section=name, option="logpath")
     backend = typed("backend", _backend, "auto")
-    maxretry = typed("maxretry", _positive_int, 5)
+    maxretry = typed("maxretry", _int_at_least(1), 5)
     findtime = typed("findtime", parse_duration, 600.0)
     bantime = typed("bantime", lambda t: parse_duration(t, allow_forever=True), 600.0)
     ignoreself = typed("ignoreself", parse_bool, True)
@@ -242,7 +242,7 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
         banprefix4=typed("banprefix4", lambda t: _prefix(t, 32), 32),
         banprefix6=typed("banprefix6", lambda t: _prefix(t, 128), 128),
         banlist=typed("banlist", _absolute_path, None),
-        account_maxretry=typed("account_maxretry", _non_negative_int, 0),
+        account_maxretry=typed("account_maxretry", _int_at_least(0), 0),
         account_findtime=typed("account_findtime", parse_duration, findtime),
         account_action=typed("account_action", _account_action, "alert"),
         reset_on_success=typed("reset_on_success", parse_bool, False), source_file=origin)
@@ -263,16 +263,6 @@ def parse_bool(text: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError("expected true or false")
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        number = int(text.strip())
-    except ValueError:
-        raise ValueError("expected a whole number") from None
-    if number < 0:
-        raise ValueError("must be 0 (off) or more")
-    return number
 
 
 def _account_action(text: str) -> str:
@@ -338,14 +328,20 @@ def _formula(text: str) -> None:
                      "default formula is built in; use bantime.factor or bantime.multipliers")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        number = int(text.strip())
-    except ValueError:
-        raise ValueError("expected a whole number") from None
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """A parser for whole numbers >= minimum (0 for options where 0 means off)."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text.strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}" + (" (0 = off)" if minimum == 0
+                                                              else ""))
+        return number
+
+    return parse
 
 
 def _logpaths(text: str) -> list[str]:
