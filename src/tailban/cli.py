@@ -56,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("unban", "lift the ban of an address (from every jail unless --jail)")
     p.add_argument("ip")
     p.add_argument("--jail")
+    p.add_argument("--fleet", action="store_true",
+                   help="also lift it on every host of the fleet (published to the fleet store)")
+    p = add("fleet", "the shared fleet store: create its tables, list fleet-wide bans",
+            json_flag=True)
+    p.add_argument("action", choices=("init", "banned", "grants"),
+                   help="init: create or upgrade the fleet tables (as the database owner); "
+                   "banned: active bans of the whole fleet, one line per address; "
+                   "grants: print the SQL that gives a host role least privilege")
+    p.add_argument("--store", help="override [fleet] store (e.g. an owner's URL for init)")
+    p.add_argument("--role", default="tailban_host", help="role name for grants")
     add("reconcile", "rewrite tailban's firewall objects from the ban database")
     p = add("replay", "run log files through the jails offline; prints what would be banned",
             json_flag=True)
@@ -123,6 +133,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _replay(args)
     if command == "test-filter":
         return _test_filter(args)
+    if command == "fleet":
+        from tailban.tools.fleet_admin import fleet_command
+        return fleet_command(args.conf, args.action, args.store, args.role, args.json)
     sock = _socket(args)
     if command == "stop":
         return _stop(args, sock)
@@ -147,8 +160,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"warning: not yet in the firewall (retrying): {result['error']}")
         return 0
     if command == "unban":
-        result = call(sock, "unban", ip=args.ip, jail=args.jail)
-        print(f"unbanned {result['ip']} from {', '.join(result['jails'])}")
+        result = call(sock, "unban", ip=args.ip, jail=args.jail, fleet=args.fleet)
+        jails = ", ".join(result["jails"]) or "no local jail"
+        print(f"unbanned {result['ip']} from {jails}"
+              + ("; the unban is published to the fleet" if result.get("fleet") else ""))
         return 0
     if command == "reconcile":
         result = call(sock, "reconcile")
@@ -358,6 +373,17 @@ def _format_status(status: dict[str, Any]) -> str:
              f"firewall: {fw['backend']}, {fw['transactions']} transactions, "
              f"{fw['pending']} pending" + (f", ERROR: {fw['last_error']}"
                                             if fw["last_error"] else "")]
+    fleet = status.get("fleet")
+    if fleet:
+        pub, sub = fleet["publisher"], fleet["subscriber"]
+        lines.append(
+            f"fleet: host {fleet['host']} on {fleet['store']}; publish "
+            f"{'up' if pub['connected'] else 'DOWN'} ({pub['published']} sent, "
+            f"{pub['outbox']} waiting){', ' + pub['error'] if pub['error'] else ''}; "
+            f"subscribe {'up' if sub['connected'] else 'DOWN'} (id {sub['last_id']}, "
+            f"{sub['applied']} applied, {sub['rejected']} rejected, lag "
+            f"{'-' if sub['lag'] is None else str(sub['lag']) + ' s'})"
+            f"{', ' + sub['error'] if sub['error'] else ''}")
     for name, jail in status["jails"].items():
         lines.append(f"jail {name} (filter {jail['filter']}): "
                      f"{jail['currently_banned']} banned ({jail['total_banned']} total), "

@@ -17,18 +17,19 @@ from typing import TypeVar
 from tailban.config.errors import ConfigError
 from tailban.config.ini import IniDocument, Value
 from tailban.config.model import Config, DaemonSettings, JailConfig
+from tailban.config.sections import SECTIONS, fleet_settings, parse_bool, parse_trust
 from tailban.core.addresses import IgnoreList, normalise_target
 from tailban.core.bantime import BantimeIncrement, parse_multipliers
 from tailban.core.durations import parse_duration
 from tailban.filters.builtin import UnknownFilter, resolve_filter
 from tailban.firewall.registry import banaction as banaction_kind
+from tailban.fleet.policy import SHARE_MODES
 
 T = TypeVar("T")
 
 DEFAULT_CONFDIR = "/etc/tailban"
 _JAIL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 _TRUE = {"1", "yes", "true", "on"}
-_FALSE = {"0", "no", "false", "off"}
 _BACKENDS = {"auto": "auto", "watchdog": "watchdog", "inotify": "watchdog",
              "pyinotify": "watchdog", "polling": "polling"}
 _PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "all")
@@ -41,7 +42,7 @@ _JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "fi
               "bantime.increment", "bantime.factor", "bantime.formula", "bantime.multipliers",
               "bantime.maxtime", "bantime.rndtime", "bantime.overalljails",
               "banprefix4", "banprefix6", "banlist", "account_maxretry", "account_findtime",
-              "account_action", "reset_on_success"}
+              "account_action", "reset_on_success", "share", "fleet_bantime", "fleet_trust"}
 # fail2ban options that mean nothing here yet: accepted with a warning so a fail2ban
 # jail.local keeps loading instead of failing on its first line.
 _FAIL2BAN_IGNORED = {"action", "chain", "destemail", "sender", "mta", "ignorecommand",
@@ -110,7 +111,7 @@ def load_config(confdir: str = DEFAULT_CONFDIR) -> Config:
                 read_banlist(str(jails[name].banlist))  # a bad entry refuses the config
         except ConfigError as exc:
             enabled = doc.resolve(name, "enabled", {"__name__": name})
-            is_enabled = enabled is not None and enabled.text.strip().lower() in _TRUE
+            is_enabled = enabled is not None and _is_true(enabled.text)
             if is_enabled or exc.option != "filter":
                 raise
             # fail2ban's jail.conf lists dozens of disabled jails: keep loading.
@@ -138,9 +139,10 @@ def _check_keys(doc: IniDocument, section: str, referenced: set[str],
 def _daemon_settings(doc: IniDocument) -> DaemonSettings:
     section = "Definition"
     for name in doc.sections:
-        if name not in ("Definition", "DEFAULT"):
+        if name not in ("Definition", "DEFAULT", *SECTIONS):
             file, line = doc.section_origin[name]
-            raise ConfigError("unknown section (tailban.conf has only [Definition])",
+            raise ConfigError("unknown section (tailban.conf has [Definition], "
+                              f"{', '.join(f'[{s}]' for s in SECTIONS)})",
                               file=file, line=line, section=name)
     for key, value in doc.sections.get(section, {}).items():
         if key not in _DAEMON_KEYS:
@@ -172,7 +174,8 @@ def _daemon_settings(doc: IniDocument) -> DaemonSettings:
         loglevel="INFO" if loglevel == "NOTICE" else loglevel,
         dbpurgeage=typed("dbpurgeage", parse_duration, base.dbpurgeage),
         flushonstop=typed("flushonstop", parse_bool, base.flushonstop), table=table,
-        checkinterval=typed("checkinterval", parse_duration, base.checkinterval))
+        checkinterval=typed("checkinterval", parse_duration, base.checkinterval),
+        fleet=fleet_settings(doc))
 
 
 def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailConfig:
@@ -245,7 +248,10 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
         account_maxretry=typed("account_maxretry", _int_at_least(0), 0),
         account_findtime=typed("account_findtime", parse_duration, findtime),
         account_action=typed("account_action", _account_action, "alert"),
-        reset_on_success=typed("reset_on_success", parse_bool, False), source_file=origin)
+        reset_on_success=typed("reset_on_success", parse_bool, False),
+        share=typed("share", _share, "both"),
+        fleet_bantime=typed("fleet_bantime", _fleet_bantime, None),
+        fleet_trust=typed("fleet_trust", parse_trust, None), source_file=origin)
 
 
 def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T:
@@ -256,13 +262,22 @@ def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T
                           section=section, option=key) from None
 
 
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
+def _is_true(text: str) -> bool:
+    try:
+        return parse_bool(text)
+    except ValueError:
         return False
-    raise ValueError("expected true or false")
+
+
+def _share(text: str) -> str:
+    key = text.strip().lower()
+    if key not in SHARE_MODES:
+        raise ValueError(f"share is one of {', '.join(SHARE_MODES)}")
+    return key
+
+
+def _fleet_bantime(text: str) -> float | None:
+    return parse_duration(text, allow_forever=True) if text.strip() else None
 
 
 def _account_action(text: str) -> str:

@@ -11,6 +11,24 @@ from tailban.jails.policy import JailRules
 
 
 @dataclass(frozen=True, slots=True)
+class FleetSettings:
+    """``tailban.conf`` ``[fleet]``: the shared database and who this host is in it."""
+
+    store: str = ""  # empty: no fleet; postgresql://... or sqlite:///path
+    host: str = ""
+    group: str = ""
+    password_file: str | None = None
+    tls: tuple[tuple[str, str], ...] = ()  # libpq options: sslmode, sslrootcert, ...
+    trust: tuple[str, ...] = ()  # hosts or group:NAME whose bans apply here; empty: all
+    keep: float = 7 * 86400.0  # old fleet rows removed after this
+    migrate: bool = True  # create/upgrade the fleet tables at start (needs owner rights)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.store)
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonSettings:
     """``tailban.conf`` ``[Definition]``: where the daemon keeps its socket, pid and state."""
 
@@ -23,6 +41,7 @@ class DaemonSettings:
     flushonstop: bool = False
     table: str = "tailban"
     checkinterval: float = 60.0  # how often firewall objects are checked and restored
+    fleet: FleetSettings = field(default_factory=FleetSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +72,9 @@ class JailConfig:
     account_findtime: float = 3600.0
     account_action: str = "alert"
     reset_on_success: bool = False
+    share: str = "both"  # fleet: publish | subscribe | both | none
+    fleet_bantime: float | None = None  # fleet bans here last this long; None: as published
+    fleet_trust: tuple[str, ...] | None = None  # None: [fleet] trust
     source_file: str = ""
 
     @property

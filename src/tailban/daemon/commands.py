@@ -86,6 +86,7 @@ class ControlCommands:
             "firewall": {"backend": self.daemon.backend.name, "pending": len(worker.pending),
                          "last_error": worker.last_error, "failed_attempts": worker.failures,
                          "transactions": worker.transactions},
+            "fleet": self.daemon.fleet.status() if self.daemon.fleet is not None else None,
         }
 
     async def _cmd_banned(self, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -111,7 +112,7 @@ class ControlCommands:
         now = self.daemon.clock()
         ban = self.daemon.jails[name].policy.manual_ban(ip, now, seconds)
         new = [ban, *self.daemon.recidive_bans([ban], now)]
-        self.daemon.store.record(new)
+        self.daemon.record(new)
         ticket = self.daemon.firewall.submit(new)
         self.daemon.schedule_expiry(ban.expires_at)
         log.info("Ban %s in %s (manual)", ip, name)
@@ -126,9 +127,14 @@ class ControlCommands:
         names = [only] if only else self.daemon.ledger.jails_of(ip)
         unbans = [Unban(n, ip, now, "manual") for n in names
                   if self.daemon.ledger.remove(n, ip) is not None]
-        if not unbans:
+        fleet_wide = bool(args.get("fleet"))
+        if fleet_wide and self.daemon.fleet is None:
+            raise CommandError("--fleet: no [fleet] store is configured")
+        if not unbans and not fleet_wide:
             raise CommandError(f"{ip} is not banned" + (f" in {only}" if only else ""))
-        self.daemon.store.record(unbans=unbans)
+        self.daemon.record(unbans=unbans, fleet_unbans=[(ip, only or "")] if fleet_wide else ())
+        if not unbans:
+            return {"ip": ip, "jails": [], "fleet": True}
         ticket = self.daemon.firewall.submit(unbans=unbans)
         for unban in unbans:
             log.info("Unban %s in %s (manual)", ip, unban.jail)
@@ -136,7 +142,7 @@ class ControlCommands:
         if not applied:
             raise CommandError(f"unban of {ip} recorded but the firewall has not applied it "
                                f"yet (retrying): {self.daemon.firewall.last_error}")
-        return {"ip": ip, "jails": [u.jail for u in unbans]}
+        return {"ip": ip, "jails": [u.jail for u in unbans], "fleet": fleet_wide}
 
     async def _cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.daemon.reload()

@@ -12,7 +12,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tailban import __version__
@@ -24,11 +24,13 @@ from tailban.control.server import CommandError, ControlServer
 from tailban.core.events import Ban, Failure, Unban
 from tailban.daemon.commands import ControlCommands
 from tailban.daemon.firewall_worker import FirewallWorker
+from tailban.daemon.fleet import FleetBridge
 from tailban.daemon.logs import FollowedFile, LogSet
 from tailban.daemon.notify import sd_notify
 from tailban.firewall.base import FirewallBackend, FirewallError, JailFirewall
 from tailban.firewall.registry import CompositeBackend, make_backend
 from tailban.jails.jail import Jail
+from tailban.sources.follower import Position
 from tailban.sources.watch import DirectoryWatcher
 from tailban.stores.sqlite import SqliteStore
 
@@ -75,6 +77,7 @@ class Daemon:
         self.file_errors: dict[str, str] = {}
         self.account_alerts: dict[str, int] = {}
         self._reload_lock = asyncio.Lock()
+        self.fleet: FleetBridge | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -107,6 +110,9 @@ class Daemon:
         log.info("firewall %s ready: %d bans restored", self.backend.name, len(self.ledger))
         self.firewall = FirewallWorker(self.backend, self.clock)
         self.firewall.start()
+        if settings.fleet.enabled:
+            self.fleet = FleetBridge(self, loop)
+            self.fleet.start()
         self.logs = LogSet(self.store.load_positions(), self.from_start)
         self.logs.configure(enabled)
         polling = any(j.backend == "polling" for j in enabled)
@@ -139,6 +145,8 @@ class Daemon:
         self._stop.set()
 
     async def _shutdown(self) -> None:
+        if self.fleet is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.fleet.stop)
         self.watcher.stop()
         for entry in list(self.logs.files.values()):
             self._process(entry)
@@ -266,12 +274,22 @@ class Daemon:
                         self._report_alerts(jail)
         bans.extend(self.recidive_bans(bans, now))
         position = follower.position
-        self.store.record(bans, positions=[position] if position is not None else [])
+        self.record(bans, positions=[position] if position is not None else [])
         if bans:
             self.firewall.submit(bans)
             for ban in bans:
                 log.info("Ban %s in %s (%d failures)", ban.ip, ban.jail, ban.failures)
             self.schedule_expiry(min((b.expires_at for b in bans if b.expires_at), default=None))
+
+    def record(self, bans: Sequence[Ban] = (), unbans: Sequence[Unban] = (),
+               positions: Sequence[Position] = (),
+               fleet_unbans: Sequence[tuple[str, str]] = ()) -> None:
+        """Store a decision; bans the jails share go to the fleet outbox in the same commit."""
+        fleet = self.fleet
+        outgoing = fleet.outgoing(bans, unbans, fleet_unbans) if fleet is not None else []
+        seqs = self.store.record(bans, unbans, positions, outgoing)
+        if fleet is not None and outgoing:
+            fleet.submit(seqs, outgoing)
 
     def _report_alerts(self, jail: Jail) -> None:
         """Per-account alerts: logged (the user name is attacker text, so repr'd)."""
@@ -403,6 +421,8 @@ class Daemon:
             self.store.record(listed, [*removed, *delisted])
             if listed or delisted:
                 self.firewall.submit(listed, delisted)
+            if self.fleet is not None:
+                self.fleet.reconfigure(new)
             self.logs.configure(list(enabled.values()))
             for pattern in self.logs.patterns:
                 self.watcher.watch(pattern)

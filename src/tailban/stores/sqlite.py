@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tailban.core.events import Ban, Unban
 from tailban.sources.follower import Position
+from tailban.stores.fleet import Outgoing
+from tailban.stores.migrations import Migrator, Step
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS bans (
+_V1 = (
+    """CREATE TABLE IF NOT EXISTS bans (
     jail TEXT NOT NULL,
     ip TEXT NOT NULL,
     banned_at REAL NOT NULL,
@@ -26,9 +26,9 @@ CREATE TABLE IF NOT EXISTS bans (
     line TEXT NOT NULL DEFAULT '',
     source TEXT NOT NULL DEFAULT 'log',
     PRIMARY KEY (jail, ip)
-);
-CREATE INDEX IF NOT EXISTS bans_expires ON bans (expires_at);
-CREATE TABLE IF NOT EXISTS ban_history (
+)""",
+    "CREATE INDEX IF NOT EXISTS bans_expires ON bans (expires_at)",
+    """CREATE TABLE IF NOT EXISTS ban_history (
     id INTEGER PRIMARY KEY,
     jail TEXT NOT NULL,
     ip TEXT NOT NULL,
@@ -39,17 +39,31 @@ CREATE TABLE IF NOT EXISTS ban_history (
     failures INTEGER NOT NULL DEFAULT 0,
     line TEXT NOT NULL DEFAULT '',
     source TEXT NOT NULL DEFAULT 'log'
-);
-CREATE INDEX IF NOT EXISTS ban_history_ip ON ban_history (ip, banned_at);
-CREATE INDEX IF NOT EXISTS ban_history_banned_at ON ban_history (banned_at);
-CREATE TABLE IF NOT EXISTS positions (
+)""",
+    "CREATE INDEX IF NOT EXISTS ban_history_ip ON ban_history (ip, banned_at)",
+    "CREATE INDEX IF NOT EXISTS ban_history_banned_at ON ban_history (banned_at)",
+    """CREATE TABLE IF NOT EXISTS positions (
     path TEXT PRIMARY KEY,
     dev INTEGER NOT NULL,
     ino INTEGER NOT NULL,
     offset INTEGER NOT NULL,
     fingerprint TEXT NOT NULL
-);
-"""
+)""",
+)
+LOCAL_STEPS: tuple[Step, ...] = (
+    Step(1, "bans, ban history, file positions", _V1),
+    Step(2, "fleet outbox: bans waiting to be published", (
+        """CREATE TABLE IF NOT EXISTS fleet_outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            jail TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            banned_at REAL NOT NULL,
+            expires_at REAL
+        )""",
+    )),
+)
 
 
 class SqliteStore:
@@ -65,9 +79,19 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                         (str(SCHEMA_VERSION),))
+        db = self._db
+
+        def execute(sql: str, params: Sequence[object]) -> None:
+            db.execute(sql, params)
+
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            Migrator("sqlite", execute, lambda sql, params: db.execute(sql, params).fetchall(),
+                     "meta").apply(LOCAL_STEPS)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -80,14 +104,20 @@ class SqliteStore:
         return [Ban(*row) for row in rows]
 
     def record(self, bans: Iterable[Ban] = (), unbans: Iterable[Unban] = (),
-               positions: Iterable[Position] = ()) -> None:
-        """Everything one processed chunk changed, in one transaction."""
+               positions: Iterable[Position] = (),
+               outbox: Sequence[Outgoing] = ()) -> list[int]:
+        """Everything one processed chunk changed, in one transaction.
+
+        Returns the outbox sequence numbers of ``outbox`` (what the fleet publisher must
+        confirm before those rows are deleted).
+        """
         ban_rows = [(b.jail, b.ip, b.banned_at, b.expires_at, b.failures, b.line, b.source)
                     for b in bans]
         unban_rows = [(u.at, u.reason, u.jail, u.ip) for u in unbans]
         pos_rows = [(p.path, p.dev, p.ino, p.offset, p.fingerprint) for p in positions]
-        if not (ban_rows or unban_rows or pos_rows):
-            return
+        if not (ban_rows or unban_rows or pos_rows or outbox):
+            return []
+        seqs: list[int] = []
         db = self._db
         db.execute("BEGIN")
         try:
@@ -107,10 +137,35 @@ class SqliteStore:
             if pos_rows:
                 db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)",
                                pos_rows)
+            if outbox:
+                db.executemany("INSERT INTO fleet_outbox (kind, ip, jail, reason, banned_at,"
+                               " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                               [(o.kind, o.ip, o.jail, o.reason, o.banned_at, o.expires_at)
+                                for o in outbox])
+                last = int(db.execute("SELECT max(seq) FROM fleet_outbox").fetchone()[0])
+                seqs = list(range(last - len(outbox) + 1, last + 1))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        return seqs
+
+    # -- fleet --------------------------------------------------------------------------
+
+    def fleet_outbox(self) -> list[tuple[int, Outgoing]]:
+        rows = self._db.execute("SELECT seq, kind, ip, jail, reason, banned_at, expires_at "
+                                "FROM fleet_outbox ORDER BY seq")
+        return [(row[0], Outgoing(*row[1:])) for row in rows]
+
+    def fleet_published(self, seqs: Sequence[int]) -> None:
+        self._db.executemany("DELETE FROM fleet_outbox WHERE seq = ?", [(s,) for s in seqs])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def bans_since(self, since: float) -> list[dict[str, object]]:
         rows = self._db.execute("SELECT jail, ip, banned_at FROM ban_history WHERE banned_at >= ?"

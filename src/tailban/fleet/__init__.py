@@ -1,0 +1,1 @@
+"""Ban sharing between hosts: a pure judge of fleet rows and the threads that move them."""
