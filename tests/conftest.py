@@ -207,3 +207,25 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonHandle]]:
 def syslog_line(message: str, when: float | None = None, host: str = "testhost") -> str:
     stamp = time.strftime("%b %e %H:%M:%S", time.localtime(when or time.time()))
     return f"{stamp} {host} {message}\n"
+
+
+@pytest.fixture
+def pg() -> Iterator[object]:
+    """A private PostgreSQL server on a Unix socket, stopped and removed afterwards.
+
+    Its folder is outside pytest's tmp_path: pytest keeps that 0700 root-only, and the
+    server runs as the postgres user.
+    """
+    import tempfile
+
+    from pg_server import PgServer
+
+    server = PgServer(Path(tempfile.mkdtemp(prefix="tailban-pg-", dir="/var/tmp")))
+    os.chmod(server.base, 0o755)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.stop("immediate")
+        server.remove()

@@ -301,4 +301,7 @@ def _one_line(exc: BaseException) -> str:
 
 def schema_is_current(store: FleetStore) -> bool:
     version = getattr(store, "schema_version", None)
-    return version is not None and version() >= latest(FLEET_STEPS)
+    try:
+        return version is not None and version() >= latest(FLEET_STEPS)
+    except FleetStoreError:  # no fleet_meta table at all
+        return False

@@ -1,0 +1,1 @@
+"""Enrichment: facts about a banned address (who owns it) fetched only on demand."""

@@ -1,0 +1,1 @@
+"""Mail notifications: ban, digest and start/stop mails, built safely from untrusted facts."""
