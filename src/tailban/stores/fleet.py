@@ -165,12 +165,17 @@ class PostgresFleetStore:
 
     def wait(self, timeout: float) -> bool:
         """Block until a notification arrives or ``timeout`` passes."""
+        woke = False
         try:
             for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                return True
+                woke = True
+                break
+            if woke:  # one read serves every notification already queued: drop them
+                for _ in self._conn.notifies(timeout=0.0):
+                    pass
         except self._psycopg.Error as exc:
             raise FleetStoreError(_one_line(exc)) from None
-        return False
+        return woke
 
     def expire(self, now: float, keep: float) -> int:
         cutoff = now - keep
