@@ -203,8 +203,7 @@ class PostgresFleetStore:
 class SqliteFleetStore:
     """The same tables in a file: several daemons on one machine, and the unit tests.
 
-    SQLite has no notifications: ``wait`` sleeps on an event that only ``close`` sets, so a
-    reader looks again after ``timeout``.
+    SQLite has no notifications: a reader looks after every ``wait`` timeout (one second).
     """
 
     dialect = "sqlite"
@@ -280,8 +279,8 @@ class SqliteFleetStore:
         return int(self._run("SELECT coalesce(max(id), 0) FROM fleet_events")[0][0])
 
     def wait(self, timeout: float) -> bool:
-        self._closed.wait(timeout)
-        return False
+        """No notifications in SQLite: after ``timeout`` the reader should look."""
+        return not self._closed.wait(timeout)
 
     def expire(self, now: float, keep: float) -> int:
         cur = self._db.execute(
