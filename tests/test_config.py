@@ -137,9 +137,52 @@ def test_broken_syntax_and_bad_jail_name(tmp_path: Path) -> None:
 
 
 def test_fail2ban_only_options_warn_not_fail(tmp_path: Path) -> None:
-    d = confdir(tmp_path, BASE + "action = %(action_mwl)s\ndestemail = root@localhost\n")
+    d = confdir(tmp_path, BASE + "chain = INPUT\nmta = sendmail\n")
     config = load_config(str(d))
-    assert any("action" in w and "ignored" in w for w in config.warnings)
+    assert any("chain" in w and "ignored" in w for w in config.warnings)
+    assert any("mta" in w and "ignored" in w for w in config.warnings)
+
+
+@pytest.mark.parametrize("action, mail", [
+    ("%(action_mwl)s", "mail-whois-lines"), ("%(action_mw)s", "mail-whois"),
+    ("%(action_)s", "none"), ("iptables-multiport[name=ssh]\n  sendmail-whois[name=ssh]",
+                             "mail-whois"),
+    ("mail", "mail"), ("sendmail[name=x]", "mail"), ("nftables-multiport", "none"),
+])
+def test_fail2ban_mail_actions_choose_the_ban_mail(tmp_path: Path, action: str,
+                                                   mail: str) -> None:
+    d = confdir(tmp_path, BASE + f"action = {action}\ndestemail = root@localhost\n"
+                "sender = fail2ban@example.org\n")
+    config = load_config(str(d))
+    assert config.jails["sshd"].mail == mail
+    if mail == "none":
+        return
+    assert config.daemon.mail is not None
+    assert config.daemon.mail.destination == ("root@localhost",)
+    assert config.daemon.mail.sender == "fail2ban@example.org"
+
+
+def test_a_mailing_jail_without_a_destination_is_an_error(tmp_path: Path) -> None:
+    d = confdir(tmp_path, BASE + "action = %(action_mw)s\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(d))
+    assert info.value.option == "action" and "destination" in str(info.value)
+
+
+def test_mail_section_values_are_checked(tmp_path: Path) -> None:
+    d = confdir(tmp_path, BASE, daemon="[Definition]\n[mail]\ndestination = root@localhost\n"
+                "charset = latin-1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(d))
+    assert info.value.option == "charset" and info.value.line == 4
+    (tmp_path / "tailban.conf").write_text("[mail]\ndestination = a@b.example, bad\n"
+                                           "digest = 5m\n")
+    with pytest.raises(ConfigError, match="destination"):
+        load_config(str(d))
+    (tmp_path / "tailban.conf").write_text("[mail]\ndestination = a@b.example\ndigest = 5m\n"
+                                           "charset = iso-2022-jp\nsubject = $$ip $ip\n")
+    mail = load_config(str(d)).daemon.mail
+    assert mail is not None and mail.digest == 300 and mail.charset == "iso-2022-jp"
 
 
 def test_daemon_settings_validated(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ line and option. The result is one frozen Config so a reload either fully applie
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import re
@@ -17,7 +18,14 @@ from typing import TypeVar
 from tailban.config.errors import ConfigError
 from tailban.config.ini import IniDocument, Value
 from tailban.config.model import Config, DaemonSettings, JailConfig
-from tailban.config.sections import SECTIONS, fleet_settings, parse_bool, parse_trust
+from tailban.config.sections import (
+    SECTIONS,
+    enrich_settings,
+    fleet_settings,
+    mail_settings,
+    parse_bool,
+    parse_trust,
+)
 from tailban.core.addresses import IgnoreList, normalise_target
 from tailban.core.bantime import BantimeIncrement, parse_multipliers
 from tailban.core.durations import parse_duration
@@ -42,10 +50,11 @@ _JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "fi
               "bantime.increment", "bantime.factor", "bantime.formula", "bantime.multipliers",
               "bantime.maxtime", "bantime.rndtime", "bantime.overalljails",
               "banprefix4", "banprefix6", "banlist", "account_maxretry", "account_findtime",
-              "account_action", "reset_on_success", "share", "fleet_bantime", "fleet_trust"}
+              "account_action", "reset_on_success", "share", "fleet_bantime", "fleet_trust",
+              "action", "dnsbl_action", "destemail", "sender"}
 # fail2ban options that mean nothing here yet: accepted with a warning so a fail2ban
 # jail.local keeps loading instead of failing on its first line.
-_FAIL2BAN_IGNORED = {"action", "chain", "destemail", "sender", "mta", "ignorecommand",
+_FAIL2BAN_IGNORED = {"chain", "mta", "ignorecommand",
                      "before", "after", "datepattern", "journalmatch", "maxlines",
                      "maxmatches", "mode_default", "action_", "action_mw", "action_mwl",
                      "action_xarf", "action_cf_mwl", "action_blocklist_de", "action_abuseipdb",
@@ -86,12 +95,14 @@ def load_config(confdir: str = DEFAULT_CONFDIR) -> Config:
     if not Path(confdir).is_dir():
         raise ConfigError(f"configuration directory {confdir} does not exist")
     daemon_files = config_files(confdir, "tailban")
-    daemon = _daemon_settings(read_documents(daemon_files)) if daemon_files else DaemonSettings()
+    daemon_doc = read_documents(daemon_files)
+    daemon = _daemon_settings(daemon_doc) if daemon_files else DaemonSettings()
     jail_files = config_files(confdir, "jail")
     if not jail_files:
         raise ConfigError(f"no jail.conf or jail.local in {confdir}")
     doc = read_documents(jail_files)
     warnings: list[str] = []
+
     jails: dict[str, JailConfig] = {}
     referenced = {ref for section in doc.sections.values() for value in section.values()
                   for ref in _INTERP_REF.findall(value.text)}
@@ -116,6 +127,23 @@ def load_config(confdir: str = DEFAULT_CONFDIR) -> Config:
                 raise
             # fail2ban's jail.conf lists dozens of disabled jails: keep loading.
             warnings.append(f"{exc}; the jail is disabled, so it is skipped")
+    # fail2ban keeps destemail/sender in jail.local: the first mailing jail's values serve
+    # when tailban.conf's [mail] names no destination.
+    mailing = [j.name for j in jails.values() if j.enabled and j.mail != "none"]
+    source = mailing[0] if mailing else "DEFAULT"
+    destemail, sender = (doc.resolve(source, key, {"__name__": source})
+                         for key in ("destemail", "sender"))
+    mail, startstop = mail_settings(daemon_doc, destemail.text if destemail else "",
+                                    sender.text if sender else "")
+    daemon = dataclasses.replace(daemon, mail=mail, mail_startstop=startstop)
+    for jail in jails.values():
+        if jail.enabled and jail.mail != "none" and mail is None:
+            where = doc.get(jail.name, "action")
+            raise ConfigError("the jail's action sends mail but no address is configured: set "
+                              "destination in [mail] of tailban.conf (or destemail)",
+                              file=where.file if where else jail.source_file,
+                              line=where.line if where else None, section=jail.name,
+                              option="action")
     return Config(confdir, daemon, jails, tuple(warnings), tuple(daemon_files + jail_files))
 
 
@@ -175,7 +203,7 @@ def _daemon_settings(doc: IniDocument) -> DaemonSettings:
         dbpurgeage=typed("dbpurgeage", parse_duration, base.dbpurgeage),
         flushonstop=typed("flushonstop", parse_bool, base.flushonstop), table=table,
         checkinterval=typed("checkinterval", parse_duration, base.checkinterval),
-        fleet=fleet_settings(doc))
+        fleet=fleet_settings(doc), enrich=enrich_settings(doc))
 
 
 def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailConfig:
@@ -189,6 +217,8 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
         return _typed(value, name, key, parse) if value is not None else default
 
     enabled = typed("enabled", parse_bool, False)
+    action_value = doc.get(name, "action")
+    mail = _mail_action(action_value.text) if action_value is not None else "none"
     filter_value = raw("filter")
     filter_ref = filter_value.text if filter_value and filter_value.text else name
     mode_value = raw("mode")
@@ -251,7 +281,8 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
         reset_on_success=typed("reset_on_success", parse_bool, False),
         share=typed("share", _share, "both"),
         fleet_bantime=typed("fleet_bantime", _fleet_bantime, None),
-        fleet_trust=typed("fleet_trust", parse_trust, None), source_file=origin)
+        fleet_trust=typed("fleet_trust", parse_trust, None), mail=mail,
+        dnsbl_action=typed("dnsbl_action", _dnsbl_action, "none"), source_file=origin)
 
 
 def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T:
@@ -260,6 +291,29 @@ def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T
     except ValueError as exc:
         raise ConfigError(f"{exc} (got {value.text!r})", file=value.file, line=value.line,
                           section=section, option=key) from None
+
+
+def _mail_action(text: str) -> str:
+    """What of fail2ban's ``action`` tailban honours: whether and how bans are mailed.
+
+    Firewall actions are ``banaction``'s job; ``%(action_mw)s``, ``%(action_mwl)s``,
+    ``sendmail-whois``, ``mail-whois-lines``, ``mail`` ... choose the ban mail.
+    """
+    lowered = text.lower()
+    if re.search(r"action_mwl|mail-whois-lines|mail-buffered", lowered):
+        return "mail-whois-lines"
+    if re.search(r"action_mw\b|mail-whois", lowered):
+        return "mail-whois"
+    if re.search(r"(?<![\w-])(?:send)?mail(?![\w-])", lowered):
+        return "mail"
+    return "none"
+
+
+def _dnsbl_action(text: str) -> str:
+    key = text.strip().lower()
+    if key not in ("none", "tag", "ban"):
+        raise ValueError("dnsbl_action is none, tag or ban")
+    return key
 
 
 def _is_true(text: str) -> bool:

@@ -8,6 +8,7 @@ from tailban.core.addresses import IgnoreList
 from tailban.core.bantime import BantimeIncrement
 from tailban.filters.model import FilterSpec
 from tailban.jails.policy import JailRules
+from tailban.notify.mail import MailSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,30 @@ class FleetSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrichSettings:
+    """``[enrich]``, ``[geoip]``, ``[whois]``, ``[dns]``, ``[dnsbl]``: facts about banned
+    addresses, gathered off the ban path. Off unless ``[enrich] enabled`` (no host expects
+    its ban daemon to query whois servers unasked)."""
+
+    enabled: bool = False
+    ttl: float = 7 * 86400.0
+    rdns: bool = True
+    whois: bool = True
+    whois_server: str = "whois.iana.org"
+    whois_port: int = 43
+    whois_timeout: float = 5.0
+    whois_rate: float = 30.0  # queries per minute
+    country_db: str | None = None
+    city_db: str | None = None
+    asn_db: str | None = None
+    nameservers: tuple[str, ...] = ()
+    dns_port: int = 53
+    dns_timeout: float = 2.0
+    dnsbl_zones: tuple[str, ...] = ()
+    dnsbl_budget: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonSettings:
     """``tailban.conf`` ``[Definition]``: where the daemon keeps its socket, pid and state."""
 
@@ -42,6 +67,9 @@ class DaemonSettings:
     table: str = "tailban"
     checkinterval: float = 60.0  # how often firewall objects are checked and restored
     fleet: FleetSettings = field(default_factory=FleetSettings)
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
+    mail: MailSettings | None = None  # None: no [mail] destination
+    mail_startstop: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +103,8 @@ class JailConfig:
     share: str = "both"  # fleet: publish | subscribe | both | none
     fleet_bantime: float | None = None  # fleet bans here last this long; None: as published
     fleet_trust: tuple[str, ...] | None = None  # None: [fleet] trust
+    mail: str = "none"  # none | mail | mail-whois | mail-whois-lines (fail2ban's action)
+    dnsbl_action: str = "none"  # none | tag | ban
     source_file: str = ""
 
     @property

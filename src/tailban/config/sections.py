@@ -14,8 +14,9 @@ from typing import TypeVar
 
 from tailban.config.errors import ConfigError
 from tailban.config.ini import IniDocument
-from tailban.config.model import FleetSettings
+from tailban.config.model import EnrichSettings, FleetSettings
 from tailban.core.durations import parse_duration
+from tailban.notify.mail import MailSettings
 
 T = TypeVar("T")
 
@@ -28,6 +29,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 SECTIONS: dict[str, frozenset[str]] = {
     "fleet": frozenset({"store", "host", "group", "password_file", "trust", "keep", "migrate",
                         *_TLS_KEYS}),
+    "enrich": frozenset({"enabled", "ttl", "rdns", "whois"}),
+    "geoip": frozenset({"country_db", "city_db", "asn_db"}),
+    "whois": frozenset({"server", "port", "timeout", "rate"}),
+    "dns": frozenset({"nameservers", "port", "timeout"}),
+    "dnsbl": frozenset({"zones", "budget"}),
+    "mail": frozenset({"destination", "destemail", "sender", "transport", "smtp_host",
+                       "smtp_port", "smtp_security", "smtp_user", "smtp_password_file",
+                       "sendmail_path", "charset", "timeout", "subject", "body", "digest",
+                       "startstop"}),
 }
 
 
@@ -119,3 +129,132 @@ def fleet_settings(doc: IniDocument) -> FleetSettings:
         trust=read.get("trust", parse_trust, ()),
         keep=read.get("keep", parse_duration, 7 * 86400.0),
         migrate=read.get("migrate", parse_bool, True))
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError("expected a port number 1-65535")
+    return int(text)
+
+
+def _positive(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not number > 0:
+        raise ValueError("must be positive")
+    return number
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    import ipaddress
+
+    items = tuple(text.replace(",", " ").split())
+    for item in items:
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            raise ValueError(f"not an IP address: {item!r}") from None
+    return items
+
+
+def _zones(text: str) -> tuple[str, ...]:
+    zones = tuple(z.strip(".").lower() for z in text.replace(",", " ").split())
+    for zone in zones:
+        if not re.fullmatch(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", zone):
+            raise ValueError(f"not a DNS zone: {zone!r}")
+    return zones
+
+
+def _server(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", text):
+        raise ValueError("expected a host name or address")
+    return text
+
+
+def enrich_settings(doc: IniDocument) -> EnrichSettings:
+    enrich = SectionReader(doc, "enrich")
+    geoip = SectionReader(doc, "geoip")
+    whois = SectionReader(doc, "whois")
+    dns = SectionReader(doc, "dns")
+    dnsbl = SectionReader(doc, "dnsbl")
+    base = EnrichSettings()
+    return EnrichSettings(
+        enabled=enrich.get("enabled", parse_bool, base.enabled),
+        ttl=enrich.get("ttl", parse_duration, base.ttl),
+        rdns=enrich.get("rdns", parse_bool, base.rdns),
+        whois=enrich.get("whois", parse_bool, base.whois),
+        whois_server=whois.get("server", _server, base.whois_server),
+        whois_port=whois.get("port", _port, base.whois_port),
+        whois_timeout=whois.get("timeout", parse_duration, base.whois_timeout),
+        whois_rate=whois.get("rate", _positive, base.whois_rate),
+        country_db=geoip.get("country_db", _absolute, None),
+        city_db=geoip.get("city_db", _absolute, None),
+        asn_db=geoip.get("asn_db", _absolute, None),
+        nameservers=dns.get("nameservers", _addresses, ()),
+        dns_port=dns.get("port", _port, base.dns_port),
+        dns_timeout=dns.get("timeout", parse_duration, base.dns_timeout),
+        dnsbl_zones=dnsbl.get("zones", _zones, ()),
+        dnsbl_budget=dnsbl.get("budget", parse_duration, base.dnsbl_budget))
+
+
+def mail_settings(doc: IniDocument, fallback_destination: str = "",
+                  fallback_sender: str = "") -> tuple[MailSettings | None, bool]:
+    """``[mail]`` as validated MailSettings (None without a destination), and startstop.
+
+    fail2ban keeps ``destemail`` and ``sender`` in jail.local's [DEFAULT]; they are used
+    when ``[mail]`` does not say, so a migrated configuration mails the same person.
+    """
+    read = SectionReader(doc, "mail")
+    destination = read.text("destination") or read.text("destemail") or fallback_destination
+    startstop = read.get("startstop", parse_bool, True)
+    if not destination:
+        return None, startstop
+    password_file = read.get("smtp_password_file", _absolute, None)
+    password = None
+    if password_file:
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                password = f.readline().strip()
+        except OSError as exc:
+            where = doc.get("mail", "smtp_password_file")
+            raise ConfigError(f"cannot read: {exc}", file=where.file if where else None,
+                              line=where.line if where else None, section="mail",
+                              option="smtp_password_file") from None
+    options: dict[str, object] = {
+        "destination": destination, "transport": read.text("transport", "smtp").lower(),
+        "smtp_host": read.text("smtp_host", "localhost"),
+        "smtp_port": read.get("smtp_port", _port, 25),
+        "smtp_security": read.text("smtp_security", "none").lower(),
+        "smtp_user": read.text("smtp_user") or None, "smtp_password": password,
+        "sendmail_path": read.text("sendmail_path", "/usr/sbin/sendmail"),
+        "charset": read.text("charset", "utf-8"),
+        "timeout": read.get("timeout", parse_duration, 10.0),
+        "digest": read.get("digest", parse_duration, 0.0),
+    }
+    sender = read.text("sender") or fallback_sender
+    if sender:
+        options["sender"] = sender
+    subject = doc.resolve("mail", "subject")
+    body = doc.resolve("mail", "body")
+    if subject is not None and subject.text.strip():
+        options["subject_template"] = subject.text.strip()
+    if body is not None and body.text.strip():
+        options["body_template"] = body.text.strip("\n") + "\n"
+    try:
+        return MailSettings(**options), startstop  # type: ignore[arg-type]
+    except ValueError as exc:
+        message = str(exc)
+        key = message.split(":", 1)[0].removeprefix("mail ").strip()
+        key = {"subject_template": "subject", "body_template": "body",
+               "smtp_password": "smtp_password_file"}.get(key, key)
+        if key == "destination" and read.text("destination") == "" and \
+                read.text("destemail") == "":
+            where = None
+        else:
+            where = doc.get("mail", key) or (doc.get("mail", "destemail")
+                                             if key == "destination" else None)
+        raise ConfigError(message, file=where.file if where else None,
+                          line=where.line if where else None, section="mail",
+                          option=key) from None
