@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jail")
     p.add_argument("--fleet", action="store_true",
                    help="also lift it on every host of the fleet (published to the fleet store)")
+    p = add("show", "all that is known about an address: bans, failures, country, network, "
+            "names, DNSBL listings, whois", json_flag=True)
+    p.add_argument("ip")
+    p.add_argument("--wait", type=float, default=10.0,
+                   help="seconds to wait for a lookup not done yet (default 10)")
     p = add("fleet", "the shared fleet store: create its tables, list fleet-wide bans",
             json_flag=True)
     p.add_argument("action", choices=("init", "banned", "grants"),
@@ -165,6 +170,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"unbanned {result['ip']} from {jails}"
               + ("; the unban is published to the fleet" if result.get("fleet") else ""))
         return 0
+    if command == "show":
+        result = call(sock, "show", ip=args.ip, wait=args.wait, timeout=args.wait + 5)
+        return _print(result, args.json, _format_show)
     if command == "reconcile":
         result = call(sock, "reconcile")
         print(f"firewall rewritten with {result['bans']} bans")
@@ -384,6 +392,17 @@ def _format_status(status: dict[str, Any]) -> str:
             f"{sub['applied']} applied, {sub['rejected']} rejected, lag "
             f"{'-' if sub['lag'] is None else str(sub['lag']) + ' s'})"
             f"{', ' + sub['error'] if sub['error'] else ''}")
+    enrich = status.get("enrichment")
+    if enrich:
+        worker = enrich["worker"]
+        lines.append(f"enrichment: {worker['done']} done, {worker['pending']} waiting, median "
+                     f"{worker['median_ms']} ms" + (f", {enrich['dnsbl_bans']} DNSBL bans"
+                                                   if enrich["dnsbl_bans"] else ""))
+        mail = enrich.get("mail")
+        if mail:
+            lines.append(f"mail: {mail['sent']} sent, {mail['queued']} queued, "
+                         f"{mail['failed']} failed" + (f", ERROR: {mail['last_error']}"
+                                                       if mail["last_error"] else ""))
     for name, jail in status["jails"].items():
         lines.append(f"jail {name} (filter {jail['filter']}): "
                      f"{jail['currently_banned']} banned ({jail['total_banned']} total), "
@@ -394,12 +413,63 @@ def _format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _safe(value: object) -> str:
+    """Whois, PTR and log text are attacker-controlled: never let them drive the terminal."""
+    text = str(value)
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def _format_show(info: dict[str, Any]) -> str:
+    lines = [f"{info['ip']}"]
+    for ban in info["banned"]:
+        until = "forever" if ban["expires_at"] is None else _time(ban["expires_at"])
+        lines.append(f"  banned in {ban['jail']} since {_time(ban['banned_at'])} until {until}"
+                     f" ({ban['source']}, {ban['failures']} failures)")
+    if not info["banned"]:
+        lines.append("  not banned now")
+    for jail, count in info["failing"].items():
+        lines.append(f"  failing in {jail}: {count} failures in the window")
+    if info["bans_total"]:
+        lines.append(f"  bans so far: {info['bans_total']} in {', '.join(info['jails'])}; first "
+                     f"{_time(info['first_banned'])}, last {_time(info['last_banned'])}")
+    facts = info.get("enrichment")
+    if facts:
+        country = facts.get("country_iso")
+        if country:
+            lines.append(f"  country: {_safe(country)} {_safe(facts.get('country_name') or '')}"
+                         f" (from {facts.get('country_source')})"
+                         + (f", city {_safe(facts['city'])}" if facts.get("city") else ""))
+        if facts.get("asn") is not None:
+            lines.append(f"  AS{facts['asn']} {_safe(facts.get('as_org') or '')}")
+        for name in facts.get("rdns") or []:
+            confirmed = name in (facts.get("rdns_confirmed") or [])
+            lines.append(f"  name: {_safe(name)}"
+                         + ("" if confirmed else " (NOT forward-confirmed)"))
+        listings = facts.get("dnsbl") or []
+        for listing in listings:
+            lines.append(f"  DNSBL {_safe(listing.get('zone'))}: "
+                         f"{_safe(', '.join(listing.get('meanings') or []))}")
+        if not listings and facts.get("dnsbl_checked"):
+            lines.append(f"  DNSBL: not listed in {_safe(', '.join(facts['dnsbl_checked']))}")
+        whois = facts.get("whois") or {}
+        for key in ("network", "netname", "org", "country", "abuse", "error"):
+            if whois.get(key):
+                lines.append(f"  whois {key}: {_safe(whois[key])}")
+        for note in facts.get("notes") or []:
+            lines.append(f"  note: {_safe(note)}")
+        lines.append(f"  (looked up {_time(facts['fetched_at'])})")
+    if info.get("enrichment_note"):
+        lines.append(f"  {info['enrichment_note']}")
+    return "\n".join(lines)
+
+
 def _format_banned(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no bans"
     out = []
     for row in rows:
         until = "forever" if row["expires_at"] is None else _time(row["expires_at"])
+        where = f" {_safe(row['country'])}" if row.get("country") else ""
         out.append(f"{row['jail']:<16} {row['ip']:<39} until {until}  "
-                   f"({row['failures']} failures, {row['source']})")
+                   f"({row['failures']} failures, {row['source']}){where}")
     return "\n".join(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from tailban.control.server import CommandError
 from tailban.core.addresses import normalise_target
 from tailban.core.durations import parse_duration
 from tailban.core.events import Unban
+from tailban.enrich.facts import Enrichment
 from tailban.firewall.base import FirewallError
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ class ControlCommands:
         return {
             "ping": self._cmd_ping, "status": self._cmd_status, "banned": self._cmd_banned,
             "ban": self._cmd_ban, "unban": self._cmd_unban, "reload": self._cmd_reload,
-            "stop": self._cmd_stop, "reconcile": self._cmd_reconcile,
+            "stop": self._cmd_stop, "reconcile": self._cmd_reconcile, "show": self._cmd_show,
         }
 
     async def _cmd_ping(self, args: dict[str, Any]) -> str:
@@ -87,16 +89,62 @@ class ControlCommands:
                          "last_error": worker.last_error, "failed_attempts": worker.failures,
                          "transactions": worker.transactions},
             "fleet": self.daemon.fleet.status() if self.daemon.fleet is not None else None,
+            "enrichment": self.daemon.enrichment.status()
+            if self.daemon.enrichment is not None else None,
         }
 
     async def _cmd_banned(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         only = self._jail_arg(args, required=False)
         now = self.daemon.clock()
-        rows = [{"jail": b.jail, "ip": b.ip, "banned_at": b.banned_at,
-                 "expires_at": b.expires_at, "remaining": b.remaining(now),
-                 "failures": b.failures, "source": b.source, "line": b.line}
-                for b in self.daemon.ledger if only is None or b.jail == only]
+        rows: list[dict[str, Any]] = [
+            {"jail": b.jail, "ip": b.ip, "banned_at": b.banned_at, "expires_at": b.expires_at,
+             "remaining": b.remaining(now), "failures": b.failures, "source": b.source,
+             "line": b.line}
+            for b in self.daemon.ledger if only is None or b.jail == only]
+        known = self.daemon.store.enrichment_of(sorted({r["ip"] for r in rows}))
+        for row in rows:
+            data = known.get(row["ip"])
+            facts = Enrichment.from_json(data) if data else None
+            row.update({
+                "country": facts.country_iso if facts else None,
+                "asn": facts.asn if facts else None,
+                "as_org": facts.as_org if facts else None,
+                "rdns": list(facts.rdns_confirmed) if facts else [],
+                "dnsbl": [d.get("zone") for d in facts.dnsbl] if facts else [],
+            })
         return sorted(rows, key=lambda r: (r["jail"], r["banned_at"]))
+
+    async def _cmd_show(self, args: dict[str, Any]) -> dict[str, Any]:
+        """All we know about one address (``tailban show IP``)."""
+        ip = self._ip_arg(args)
+        daemon = self.daemon
+        now = daemon.clock()
+        bans = [{"jail": b.jail, "banned_at": b.banned_at, "expires_at": b.expires_at,
+                 "failures": b.failures, "source": b.source, "line": b.line}
+                for b in daemon.ledger if b.ip == ip]
+        history = daemon.store.history_of(ip)
+        failing = {name: jail.policy.window.count(ip) for name, jail in daemon.jails.items()
+                   if jail.policy.window.count(ip)}
+        times = [float(h["banned_at"]) for h in history]  # type: ignore[arg-type]
+        facts: Enrichment | None = None
+        note = None
+        if daemon.enrichment is not None and "/" not in ip:
+            facts = await daemon.enrichment.lookup(ip, float(args.get("wait", 10.0)))
+            if facts is None:
+                note = "enrichment still running (try again in a moment)"
+        elif daemon.enrichment is None:
+            note = "enrichment is off ([enrich] enabled = yes in tailban.conf)"
+            stored = daemon.store.enrichment_of([ip]).get(ip)
+            facts = Enrichment.from_json(stored) if stored else None
+        return {
+            "ip": ip, "banned": bans, "failing": failing,
+            "jails": sorted({str(h["jail"]) for h in history} | {b["jail"] for b in bans}),
+            "bans_total": len(history),
+            "first_banned": min(times) if times else None,
+            "last_banned": max(times) if times else None, "history": history[:20],
+            "enrichment": dataclasses.asdict(facts) if facts is not None else None,
+            "enrichment_note": note, "now": now,
+        }
 
     async def _cmd_ban(self, args: dict[str, Any]) -> dict[str, Any]:
         name = self._jail_arg(args, required=True)
@@ -115,6 +163,8 @@ class ControlCommands:
         self.daemon.record(new)
         ticket = self.daemon.firewall.submit(new)
         self.daemon.schedule_expiry(ban.expires_at)
+        if self.daemon.enrichment is not None:
+            self.daemon.enrichment.on_bans(new, [])
         log.info("Ban %s in %s (manual)", ip, name)
         applied = await self.daemon.firewall.wait(ticket, UNBAN_WAIT)
         return {"jail": name, "ip": ip, "expires_at": ban.expires_at, "applied": applied,

@@ -35,6 +35,8 @@ log = logging.getLogger("tailban.fleet")
 
 PASSWORD_ENV = "TAILBAN_FLEET_PASSWORD"
 LAST_ID_KEY = "fleet_last_id"
+# Decisions of this host; banlist files are each host's own, fleet bans are never echoed.
+PUBLISHED_SOURCES = ("log", "manual", "account", "dnsbl")
 
 
 def fleet_rules(config: Config) -> FleetRules:
@@ -120,7 +122,7 @@ class FleetBridge:
         out = [Outgoing("ban", b.ip, b.jail, b.line[:200] or b.source, b.banned_at,
                         b.expires_at)
                for b in bans
-               if b.source in ("log", "manual") and b.jail in rules and rules[b.jail].publishes]
+               if b.source in PUBLISHED_SOURCES and b.jail in rules and rules[b.jail].publishes]
         now = self.daemon.clock()
         out += [Outgoing("unban", ip, jail, "unban --fleet", now, None)
                 for ip, jail in fleet_unbans]

@@ -23,6 +23,7 @@ from tailban.config.model import Config, JailConfig
 from tailban.control.server import CommandError, ControlServer
 from tailban.core.events import Ban, Failure, Unban
 from tailban.daemon.commands import ControlCommands
+from tailban.daemon.enrichment import EnrichmentBridge, wants_for
 from tailban.daemon.firewall_worker import FirewallWorker
 from tailban.daemon.fleet import FleetBridge
 from tailban.daemon.logs import FollowedFile, LogSet
@@ -78,6 +79,7 @@ class Daemon:
         self.account_alerts: dict[str, int] = {}
         self._reload_lock = asyncio.Lock()
         self.fleet: FleetBridge | None = None
+        self.enrichment: EnrichmentBridge | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self.started_at = self.clock()
+        self._started_config = self.config
         settings = self.config.daemon
         self.store = SqliteStore(settings.dbfile)
         now = self.clock()
@@ -113,6 +116,10 @@ class Daemon:
         if settings.fleet.enabled:
             self.fleet = FleetBridge(self, loop)
             self.fleet.start()
+        wants = wants_for(self.config)
+        if wants is not None:
+            self.enrichment = EnrichmentBridge(self, loop, wants)
+            self.enrichment.start()
         self.logs = LogSet(self.store.load_positions(), self.from_start)
         self.logs.configure(enabled)
         polling = any(j.backend == "polling" for j in enabled)
@@ -145,8 +152,11 @@ class Daemon:
         self._stop.set()
 
     async def _shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
         if self.fleet is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.fleet.stop)
+            await loop.run_in_executor(None, self.fleet.stop)
+        if self.enrichment is not None:
+            await loop.run_in_executor(None, self.enrichment.stop)
         self.watcher.stop()
         for entry in list(self.logs.files.values()):
             self._process(entry)
@@ -264,19 +274,28 @@ class Daemon:
             return
         now = self.clock()
         bans: list[Ban] = []
+        enrichment = self.enrichment
+        failures: list[Failure] = []
         for chunk in chunks:
             entry.bytes_read += len(chunk)
             for name in entry.jails:
                 jail = self.jails.get(name)
                 if jail is not None:
-                    bans.extend(jail.feed(chunk, now).bans)
+                    result = jail.feed(chunk, now)
+                    bans.extend(result.bans)
                     if jail.policy.alerts:
                         self._report_alerts(jail)
+                    if enrichment is not None and result.failures:
+                        enrichment.on_failures(name, result.failures)
+                        if result.bans:
+                            failures.extend(result.failures)
         bans.extend(self.recidive_bans(bans, now))
         position = follower.position
         self.record(bans, positions=[position] if position is not None else [])
         if bans:
             self.firewall.submit(bans)
+            if enrichment is not None:
+                enrichment.on_bans(bans, failures)
             for ban in bans:
                 log.info("Ban %s in %s (%d failures)", ban.ip, ban.jail, ban.failures)
             self.schedule_expiry(min((b.expires_at for b in bans if b.expires_at), default=None))
@@ -423,6 +442,10 @@ class Daemon:
                 self.firewall.submit(listed, delisted)
             if self.fleet is not None:
                 self.fleet.reconfigure(new)
+            if (new.daemon.enrich, new.daemon.mail) != (self._started_config.daemon.enrich,
+                                                        self._started_config.daemon.mail):
+                log.warning("[enrich]/[geoip]/[whois]/[dns]/[dnsbl]/[mail] changed: they take "
+                            "effect at restart")
             self.logs.configure(list(enabled.values()))
             for pattern in self.logs.patterns:
                 self.watcher.watch(pattern)

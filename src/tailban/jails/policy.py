@@ -130,11 +130,13 @@ class JailPolicy:
         """A successful login from ``ip`` (reset_on_success): its failures no longer count."""
         self.window.forget(ip)
 
-    def manual_ban(self, ip: str, now: float, bantime: float | None = None) -> Ban:
-        """A ban asked for by the administrator; ignoreip does not stop it."""
+    def manual_ban(self, ip: str, now: float, bantime: float | None = None,
+                   source: str = "manual") -> Ban:
+        """A ban asked for by the administrator (or a DNSBL listing); ignoreip does not stop
+        it, so callers acting on their own check it first."""
         seconds = self._bantime(ip, bantime)
         expires = None if seconds < 0 else now + seconds
-        ban = Ban(self.rules.name, ip, now, expires, self.window.count(ip), "", "manual")
+        ban = Ban(self.rules.name, ip, now, expires, self.window.count(ip), "", source)
         self.window.forget(ip)
         self.ledger.add(ban)
         self.counters.bans += 1

@@ -63,6 +63,13 @@ LOCAL_STEPS: tuple[Step, ...] = (
             expires_at REAL
         )""",
     )),
+    Step(3, "enrichment cache: what is known about an address, with its age", (
+        """CREATE TABLE IF NOT EXISTS enrichment (
+            ip TEXT PRIMARY KEY,
+            fetched_at REAL NOT NULL,
+            data TEXT NOT NULL
+        )""",
+    )),
 )
 
 
@@ -160,6 +167,31 @@ class SqliteStore:
     def fleet_published(self, seqs: Sequence[int]) -> None:
         self._db.executemany("DELETE FROM fleet_outbox WHERE seq = ?", [(s,) for s in seqs])
 
+    # -- enrichment ---------------------------------------------------------------------
+
+    def save_enrichment(self, ip: str, fetched_at: float, data: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO enrichment VALUES (?, ?, ?)",
+                         (ip, fetched_at, data))
+
+    def enrichment_of(self, ips: Sequence[str]) -> dict[str, str]:
+        """Stored enrichment JSON by address (chunked: SQLite limits parameters)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ips), 500):
+            part = list(ips[start:start + 500])
+            marks = ",".join("?" * len(part))
+            for ip, data in self._db.execute(
+                    f"SELECT ip, data FROM enrichment WHERE ip IN ({marks})", part):
+                found[ip] = data
+        return found
+
+    def history_of(self, ip: str, limit: int = 100) -> list[dict[str, object]]:
+        rows = self._db.execute(
+            "SELECT jail, banned_at, expires_at, ended_at, end_reason, failures, line, source "
+            "FROM ban_history WHERE ip = ? ORDER BY banned_at DESC LIMIT ?", (ip, limit))
+        keys = ("jail", "banned_at", "expires_at", "ended_at", "end_reason", "failures",
+                "line", "source")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
@@ -190,3 +222,23 @@ class SqliteStore:
     def load_positions(self) -> dict[str, Position]:
         rows = self._db.execute("SELECT path, dev, ino, offset, fingerprint FROM positions")
         return {row[0]: Position(*row) for row in rows}
+
+
+class EnrichmentCache:
+    """A second, read-only connection for the enrichment thread (WAL: never blocks writers)."""
+
+    def __init__(self, path: str) -> None:
+        uri = f"file:{path}?mode=ro" if path != ":memory:" else ":memory:"
+        self._db = sqlite3.connect(uri, uri=path != ":memory:", check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout=2000")
+
+    def get(self, ip: str) -> tuple[float, str] | None:
+        try:
+            row = self._db.execute("SELECT fetched_at, data FROM enrichment WHERE ip = ?",
+                                   (ip,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else (float(row[0]), str(row[1]))
+
+    def close(self) -> None:
+        self._db.close()
