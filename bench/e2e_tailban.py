@@ -22,6 +22,22 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_BENCH = REPO.parent / "shared" / "bench"
 
 
+def enrich_config(data: Path) -> str:
+    """[enrich] on, with databases written here and servers that never answer."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from mmdb_fixtures import write_asn_db, write_country_db
+
+    country, asn = data / "country.mmdb", data / "asn.mmdb"
+    write_country_db(country, {"0.0.0.0/1": ("NL", "Netherlands"),
+                               "128.0.0.0/1": ("JP", "Japan")})
+    write_asn_db(asn, {"0.0.0.0/0": (64500, "EXAMPLE")})
+    return (f"\n[enrich]\nenabled = yes\n[geoip]\ncountry_db = {country}\nasn_db = {asn}\n"
+            "[whois]\nserver = 127.0.0.1\ntimeout = 2\n"
+            "[dns]\nnameservers = 127.0.0.1\ntimeout = 1\n"
+            "[dnsbl]\nzones = zen.spamhaus.org bl.spamcop.net\n"
+            "[mail]\ndestination = root@localhost\nsmtp_host = 127.0.0.1\ndigest = 1m\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("DATA", "/var/tmp/tbbench/tailban"))
@@ -29,6 +45,11 @@ def main() -> int:
     ap.add_argument("--burst-ips", type=int, default=10000)
     ap.add_argument("--scenarios", default="latency,burst,restart,unban")
     ap.add_argument("--json", default=None, help="results file (default DATA/e2e.json)")
+    ap.add_argument("--enrich", action="store_true",
+                    help="run with enrichment and ban mails on: real GeoIP2 databases, DNS, "
+                    "DNSBL, whois and SMTP pointed at the namespace's loopback where nothing "
+                    "answers (the worst case for the ban path: every lookup waits for its "
+                    "timeout)")
     args = ap.parse_args()
     harness = SHARED_BENCH / "e2e.py"
     if not harness.exists():
@@ -46,7 +67,10 @@ def main() -> int:
     log.write_text("")
     (conf / "jail.conf").write_text(
         f"[sshd]\nenabled = true\nport = 22\nlogpath = {log}\nmaxretry = 3\n"
-        "findtime = 10m\nbantime = 1h\n")
+        "findtime = 10m\nbantime = 1h\n" + ("action = %(action_mwl)s\n" if args.enrich else ""))
+    if args.enrich:
+        with (conf / "tailban.conf").open("a") as f:
+            f.write(enrich_config(data))
     tailban = [sys.executable, "-m", "tailban", "-c", str(conf)]
     cli = " ".join(shlex.quote(part) for part in tailban)
     out = args.json or str(data / "e2e.json")
