@@ -131,6 +131,10 @@ def fleet_settings(doc: IniDocument) -> FleetSettings:
         migrate=read.get("migrate", parse_bool, True))
 
 
+def _duration_or_zero(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0s", "no", "off") else parse_duration(text)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ValueError("expected a port number 1-65535")
@@ -231,7 +235,7 @@ def mail_settings(doc: IniDocument, fallback_destination: str = "",
         "sendmail_path": read.text("sendmail_path", "/usr/sbin/sendmail"),
         "charset": read.text("charset", "utf-8"),
         "timeout": read.get("timeout", parse_duration, 10.0),
-        "digest": read.get("digest", parse_duration, 0.0),
+        "digest": read.get("digest", _duration_or_zero, 0.0),
     }
     sender = read.text("sender") or fallback_sender
     if sender:
