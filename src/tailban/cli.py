@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maxretry", type=int, help="override the jails' maxretry")
     p.add_argument("--findtime", help="override the jails' findtime")
     p.add_argument("--bantime", help="override the jails' bantime")
+    p.add_argument("--store", metavar="DB", help="also record failures, logins and bans into "
+                   "this SQLite file, as the daemon does (for `tailban report --db DB`)")
     p = add("check", "validate the configuration without starting", json_flag=True)
     p = add("test-filter", "show what a filter finds in a log (like fail2ban-regex)",
             json_flag=True)
@@ -221,11 +223,18 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     jails = [replace(j, **overrides) for j in jails]
     progress = sys.stderr if sys.stderr.isatty() and not args.json else None
+    store = None
+    if args.store:
+        from tailban.stores.sqlite import SqliteStore
+        store = SqliteStore(args.store)
     try:
-        result = replay(args.logs, jails, progress=progress)
+        result = replay(args.logs, jails, progress=progress, store=store)
     except OSError as exc:
         print(f"tailban: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if store is not None:
+            store.close()
     write_report(result, sys.stdout, args.json)
     return 0
 

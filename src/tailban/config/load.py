@@ -22,6 +22,7 @@ from tailban.config.sections import (
     SECTIONS,
     enrich_settings,
     fleet_settings,
+    history_settings,
     mail_settings,
     parse_bool,
     parse_trust,
@@ -203,7 +204,8 @@ def _daemon_settings(doc: IniDocument) -> DaemonSettings:
         dbpurgeage=typed("dbpurgeage", parse_duration, base.dbpurgeage),
         flushonstop=typed("flushonstop", parse_bool, base.flushonstop), table=table,
         checkinterval=typed("checkinterval", parse_duration, base.checkinterval),
-        fleet=fleet_settings(doc), enrich=enrich_settings(doc))
+        fleet=fleet_settings(doc), enrich=enrich_settings(doc),
+        history=history_settings(doc))
 
 
 def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailConfig:

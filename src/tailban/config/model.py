@@ -54,6 +54,26 @@ class EnrichSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """``[history]``, ``[report]``, ``[incident]``: what reports keep and when they go out."""
+
+    keep: float = 400 * 86400.0  # roll-ups, successes and ban history
+    raw: float = 30 * 86400.0  # raw failures with their log lines (incident evidence)
+    report_schedule: str = ""  # "" | "daily HH:MM" | "weekly" | "monthly"
+    report_destination: tuple[str, ...] = ()  # empty: [mail] destination
+    report_since: float = 30 * 86400.0
+    privileged: tuple[str, ...] = ("root", "admin", "administrator", "toor", "sysadmin",
+                                   "superuser", "sa", "postgres", "mysql", "oracle")
+    incident_min_interval: float = 7 * 86400.0
+    incident_auto: int = 0  # report an address after this many bans; 0: never
+    incident_template: str = "abuse"
+    reporter_name: str = ""
+    reporter_org: str = ""
+    reporter_email: str = ""
+    reporter_phone: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonSettings:
     """``tailban.conf`` ``[Definition]``: where the daemon keeps its socket, pid and state."""
 
@@ -70,6 +90,7 @@ class DaemonSettings:
     enrich: EnrichSettings = field(default_factory=EnrichSettings)
     mail: MailSettings | None = None  # None: no [mail] destination
     mail_startstop: bool = True
+    history: HistorySettings = field(default_factory=HistorySettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ from typing import TypeVar
 
 from tailban.config.errors import ConfigError
 from tailban.config.ini import IniDocument
-from tailban.config.model import EnrichSettings, FleetSettings
+from tailban.config.model import EnrichSettings, FleetSettings, HistorySettings
 from tailban.core.durations import parse_duration
-from tailban.notify.mail import MailSettings
+from tailban.notify.mail import MailSettings, valid_address
 
 T = TypeVar("T")
 
@@ -38,6 +38,10 @@ SECTIONS: dict[str, frozenset[str]] = {
                        "smtp_port", "smtp_security", "smtp_user", "smtp_password_file",
                        "sendmail_path", "charset", "timeout", "subject", "body", "digest",
                        "startstop"}),
+    "history": frozenset({"keep", "raw"}),
+    "report": frozenset({"schedule", "destination", "since", "privileged"}),
+    "incident": frozenset({"min_interval", "auto", "template", "reporter_name",
+                           "reporter_org", "reporter_email", "reporter_phone"}),
 }
 
 
@@ -262,3 +266,68 @@ def mail_settings(doc: IniDocument, fallback_destination: str = "",
         raise ConfigError(message, file=where.file if where else None,
                           line=where.line if where else None, section="mail",
                           option=key) from None
+
+
+def _schedule(text: str) -> str:
+    words = text.lower().split()
+    if words and words[0] in ("daily", "weekly", "monthly") and len(words) <= 2:
+        if len(words) == 2 and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", words[1]):
+            raise ValueError("the time is HH:MM, e.g. daily 03:00")
+        return " ".join(words)
+    raise ValueError("schedule is daily [HH:MM], weekly [HH:MM] or monthly [HH:MM]")
+
+
+def _mail_list(text: str) -> tuple[str, ...]:
+    items = tuple(a.strip() for a in text.replace(",", " ").split() if a.strip())
+    for item in items:
+        if not valid_address(item):
+            raise ValueError(f"not an e-mail address: {item!r}")
+    return items
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.replace(",", " ").split())
+
+
+def _template(text: str) -> str:
+    if text not in ("jpcert", "abuse", "xarf"):
+        raise ValueError("template is jpcert, abuse or xarf")
+    return text
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError("expected a whole number (0 = off)")
+    return int(text)
+
+
+def _one_line(text: str) -> str:
+    if any(not ch.isprintable() for ch in text) or len(text) > 200:
+        raise ValueError("one printable line, at most 200 characters")
+    return text
+
+
+def history_settings(doc: IniDocument) -> HistorySettings:
+    history = SectionReader(doc, "history")
+    report = SectionReader(doc, "report")
+    incident = SectionReader(doc, "incident")
+    base = HistorySettings()
+    none: tuple[str, ...] = ()
+    email = incident.get("reporter_email", _mail_list, none)
+    if len(email) > 1:
+        raise ConfigError("one address", section="incident", option="reporter_email")
+    return HistorySettings(
+        keep=history.get("keep", parse_duration, base.keep),
+        raw=history.get("raw", parse_duration, base.raw),
+        report_schedule=report.get("schedule", _schedule, ""),
+        report_destination=report.get("destination", _mail_list, none),
+        report_since=report.get("since", parse_duration, base.report_since),
+        privileged=report.get("privileged", _words, base.privileged),
+        incident_min_interval=incident.get("min_interval", parse_duration,
+                                           base.incident_min_interval),
+        incident_auto=incident.get("auto", _count, 0),
+        incident_template=incident.get("template", _template, base.incident_template),
+        reporter_name=incident.get("reporter_name", _one_line, ""),
+        reporter_org=incident.get("reporter_org", _one_line, ""),
+        reporter_email=email[0] if email else "",
+        reporter_phone=incident.get("reporter_phone", _one_line, ""))

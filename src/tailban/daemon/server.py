@@ -21,7 +21,7 @@ from tailban.config.errors import ConfigError
 from tailban.config.load import load_config, read_banlist
 from tailban.config.model import Config, JailConfig
 from tailban.control.server import CommandError, ControlServer
-from tailban.core.events import Ban, Failure, Unban
+from tailban.core.events import Ban, Failure, Success, Unban
 from tailban.daemon.commands import ControlCommands
 from tailban.daemon.enrichment import EnrichmentBridge, wants_for
 from tailban.daemon.firewall_worker import FirewallWorker
@@ -33,6 +33,7 @@ from tailban.firewall.registry import CompositeBackend, make_backend
 from tailban.jails.jail import Jail
 from tailban.sources.follower import Position
 from tailban.sources.watch import DirectoryWatcher
+from tailban.stores.history import purge, roll_up
 from tailban.stores.sqlite import SqliteStore
 
 log = logging.getLogger("tailban")
@@ -276,6 +277,8 @@ class Daemon:
         bans: list[Ban] = []
         enrichment = self.enrichment
         failures: list[Failure] = []
+        seen: list[tuple[str, Failure]] = []
+        logins: list[tuple[str, Success]] = []
         for chunk in chunks:
             entry.bytes_read += len(chunk)
             for name in entry.jails:
@@ -285,13 +288,20 @@ class Daemon:
                     bans.extend(result.bans)
                     if jail.policy.alerts:
                         self._report_alerts(jail)
+                    if result.failures:
+                        ignored = jail.config.ignoreip
+                        seen.extend((name, f) for f in result.failures
+                                    if f.ip is not None and f.ip not in ignored)
+                    if result.successes:
+                        logins.extend((name, x) for x in result.successes)
                     if enrichment is not None and result.failures:
                         enrichment.on_failures(name, result.failures)
                         if result.bans:
                             failures.extend(result.failures)
         bans.extend(self.recidive_bans(bans, now))
         position = follower.position
-        self.record(bans, positions=[position] if position is not None else [])
+        self.record(bans, positions=[position] if position is not None else [],
+                    failures=seen, successes=logins)
         if bans:
             self.firewall.submit(bans)
             if enrichment is not None:
@@ -302,11 +312,13 @@ class Daemon:
 
     def record(self, bans: Sequence[Ban] = (), unbans: Sequence[Unban] = (),
                positions: Sequence[Position] = (),
-               fleet_unbans: Sequence[tuple[str, str]] = ()) -> None:
+               fleet_unbans: Sequence[tuple[str, str]] = (), *,
+               failures: Sequence[tuple[str, Failure]] = (),
+               successes: Sequence[tuple[str, Success]] = ()) -> None:
         """Store a decision; bans the jails share go to the fleet outbox in the same commit."""
         fleet = self.fleet
         outgoing = fleet.outgoing(bans, unbans, fleet_unbans) if fleet is not None else []
-        seqs = self.store.record(bans, unbans, positions, outgoing)
+        seqs = self.store.record(bans, unbans, positions, outgoing, failures, successes)
         if fleet is not None and outgoing:
             fleet.submit(seqs, outgoing)
 
@@ -376,7 +388,10 @@ class Daemon:
                 now = self.clock()
                 for jail in self.jails.values():
                     jail.policy.expire(now)
-                self.store.purge_history(now - self.config.daemon.dbpurgeage)
+                history = self.config.daemon.history
+                self.store.purge_history(now - max(self.config.daemon.dbpurgeage, history.keep))
+                roll_up(self.store.connection, now)
+                purge(self.store.connection, now, history.raw, history.keep)
                 await self.reconcile(only_if_broken=True)
             except FirewallError as exc:
                 log.error("firewall check failed: %s", exc)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import tzinfo
 
 from tailban.bans.ledger import BanLedger
 from tailban.config.model import JailConfig
-from tailban.core.events import Ban, Failure
+from tailban.core.events import Ban, Failure, Success
 from tailban.filters.matcher import ChunkMatcher
 from tailban.jails.policy import JailPolicy
 
@@ -17,6 +17,7 @@ from tailban.jails.policy import JailPolicy
 class FeedResult:
     failures: list[Failure]
     bans: list[Ban]
+    successes: list[Success] = field(default_factory=list)
 
 
 class Jail:
@@ -45,15 +46,19 @@ class Jail:
         at = None if replay else now
         if not self.config.reset_on_success:
             failures = [e for e in events if isinstance(e, Failure)]
-            return FeedResult(failures, self.policy.observe(failures, at) if failures else [])
+            return FeedResult(failures, self.policy.observe(failures, at) if failures else [],
+                              [e for e in events if isinstance(e, Success)]
+                              if len(failures) != len(events) else [])
         # A success clears what came before it, not what follows: feed in runs.
         all_failures: list[Failure] = []
         bans: list[Ban] = []
         run: list[Failure] = []
+        seen: list[Success] = []
         for event in events:
             if isinstance(event, Failure):
                 run.append(event)
                 continue
+            seen.append(event)
             if run:
                 bans.extend(self.policy.observe(run, at))
                 all_failures.extend(run)
@@ -62,4 +67,4 @@ class Jail:
         if run:
             bans.extend(self.policy.observe(run, at))
             all_failures.extend(run)
-        return FeedResult(all_failures, bans)
+        return FeedResult(all_failures, bans, seen)

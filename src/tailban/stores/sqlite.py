@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tailban.core.events import Ban, Unban
+from tailban.core.events import Ban, Failure, Success, Unban
 from tailban.sources.follower import Position
 from tailban.stores.fleet import Outgoing
 from tailban.stores.migrations import Migrator, Step
@@ -70,7 +70,55 @@ LOCAL_STEPS: tuple[Step, ...] = (
             data TEXT NOT NULL
         )""",
     )),
+    Step(4, "attack history for reports: raw failures and successes, hourly roll-ups", (
+        """CREATE TABLE IF NOT EXISTS failures (
+            t REAL NOT NULL,
+            jail TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            user TEXT,
+            rule TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 1,
+            line TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS failures_t ON failures (t)",
+        "CREATE INDEX IF NOT EXISTS failures_ip ON failures (ip, t)",
+        """CREATE TABLE IF NOT EXISTS successes (
+            t REAL NOT NULL,
+            jail TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            user TEXT,
+            rule TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS successes_t ON successes (t)",
+        """CREATE TABLE IF NOT EXISTS roll_hour_user (
+            hour INTEGER NOT NULL,
+            jail TEXT NOT NULL,
+            user TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (hour, jail, user)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS roll_day_ip (
+            day INTEGER NOT NULL,
+            jail TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            first REAL NOT NULL,
+            last REAL NOT NULL,
+            PRIMARY KEY (day, jail, ip)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX IF NOT EXISTS roll_day_ip_ip ON roll_day_ip (ip)",
+        """CREATE TABLE IF NOT EXISTS incidents (
+            ip TEXT NOT NULL,
+            sent_at REAL NOT NULL,
+            template TEXT NOT NULL,
+            recipient TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS incidents_ip ON incidents (ip, sent_at)",
+    )),
 )
+
+
+LINE_KEPT = 300  # characters of a failure's log line kept as incident evidence
 
 
 class SqliteStore:
@@ -112,7 +160,9 @@ class SqliteStore:
 
     def record(self, bans: Iterable[Ban] = (), unbans: Iterable[Unban] = (),
                positions: Iterable[Position] = (),
-               outbox: Sequence[Outgoing] = ()) -> list[int]:
+               outbox: Sequence[Outgoing] = (),
+               failures: Sequence[tuple[str, Failure]] = (),
+               successes: Sequence[tuple[str, Success]] = ()) -> list[int]:
         """Everything one processed chunk changed, in one transaction.
 
         Returns the outbox sequence numbers of ``outbox`` (what the fleet publisher must
@@ -122,7 +172,7 @@ class SqliteStore:
                     for b in bans]
         unban_rows = [(u.at, u.reason, u.jail, u.ip) for u in unbans]
         pos_rows = [(p.path, p.dev, p.ino, p.offset, p.fingerprint) for p in positions]
-        if not (ban_rows or unban_rows or pos_rows or outbox):
+        if not (ban_rows or unban_rows or pos_rows or outbox or failures or successes):
             return []
         seqs: list[int] = []
         db = self._db
@@ -144,6 +194,13 @@ class SqliteStore:
             if pos_rows:
                 db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)",
                                pos_rows)
+            if failures:
+                db.executemany("INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               [(f.time, jail, f.ip, f.user, f.rule, f.count, f.line[:LINE_KEPT])
+                                for jail, f in failures if f.ip is not None])
+            if successes:
+                db.executemany("INSERT INTO successes VALUES (?, ?, ?, ?, ?)",
+                               [(x.time, jail, x.ip, x.user, x.rule) for jail, x in successes])
             if outbox:
                 db.executemany("INSERT INTO fleet_outbox (kind, ip, jail, reason, banned_at,"
                                " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -191,6 +248,11 @@ class SqliteStore:
         keys = ("jail", "banned_at", "expires_at", "ended_at", "end_reason", "failures",
                 "line", "source")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For the history roll-ups (stores/history.py), on this same thread."""
+        return self._db
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -20,6 +20,8 @@ from tailban.config.model import JailConfig
 from tailban.core.events import Ban
 from tailban.jails.jail import Jail
 from tailban.sources.follower import FileFollower
+from tailban.stores.history import roll_up
+from tailban.stores.sqlite import SqliteStore
 
 _CHUNK = 4 << 20
 
@@ -64,8 +66,12 @@ def chunks_of(path: str) -> Iterator[bytes]:
 
 
 def replay(paths: list[str], jails: list[JailConfig], *, now: float | None = None,
-           progress: IO[str] | None = None) -> ReplayResult:
-    """Run every jail over every path; bans come back in the order they were decided."""
+           progress: IO[str] | None = None, store: SqliteStore | None = None) -> ReplayResult:
+    """Run every jail over every path; bans come back in the order they were decided.
+
+    With ``store``, each chunk's failures, logins and bans are recorded as the daemon
+    records them, so reports can be made from a backlog.
+    """
     ledger = BanLedger()
     runners = [Jail(config, ledger) for config in jails]
     result = ReplayResult()
@@ -80,6 +86,12 @@ def replay(paths: list[str], jails: list[JailConfig], *, now: float | None = Non
                 fed = jail.feed(chunk, wall, replay=True)
                 result.failures += sum(f.count for f in fed.failures)
                 result.bans.extend(fed.bans)
+                if store is not None:
+                    ignored = jail.config.ignoreip
+                    store.record(fed.bans, failures=[
+                        (jail.name, f) for f in fed.failures
+                        if f.ip is not None and f.ip not in ignored],
+                        successes=[(jail.name, x) for x in fed.successes])
             if progress is not None and time.perf_counter() - last_report > 0.2:
                 last_report = time.perf_counter()
                 rate = result.lines / max(last_report - started, 1e-9)
@@ -87,6 +99,8 @@ def replay(paths: list[str], jails: list[JailConfig], *, now: float | None = Non
                                f"{rate:,.0f} lines/s")
                 progress.flush()
     result.seconds = time.perf_counter() - started
+    if store is not None:
+        roll_up(store.connection, time.time())
     if progress is not None:
         progress.write("\n")
     return result
