@@ -63,6 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ip")
     p.add_argument("--wait", type=float, default=10.0,
                    help="seconds to wait for a lookup not done yet (default 10)")
+    p = add("report", "attack statistics from the database: text, HTML with charts, JSON, CSV")
+    p.add_argument("--since", default="30d", help="30d, 1y or a date (default 30d)")
+    p.add_argument("--until", help="a duration ago or a date (default now)")
+    p.add_argument("--jail", action="append", help="only these jails (repeatable)")
+    p.add_argument("--format", choices=("text", "html", "json", "csv"), default="text")
+    p.add_argument("--out", help="write to this file instead of standard output")
+    p.add_argument("--until-country", metavar="CC",
+                   help="extend the top countries list until this country appears")
+    p.add_argument("--db", help="the database (default: dbfile from tailban.conf)")
+    p = add("incident", "an incident report about an address, for a CERT or an abuse desk")
+    p.add_argument("ip")
+    p.add_argument("--since", default="30d", help="period of the evidence (default 30d)")
+    p.add_argument("--template", choices=("jpcert", "abuse", "xarf"),
+                   help="default: [incident] template (abuse)")
+    p.add_argument("--to", default="me", help="me (the administrators, for review; default), "
+                   "abuse (the whois abuse contact) or an e-mail address")
+    p.add_argument("--send", action="store_true",
+                   help="send it; without this the mail is printed for review")
+    p.add_argument("--db", help="the database (default: dbfile from tailban.conf)")
     p = add("fleet", "the shared fleet store: create its tables, list fleet-wide bans",
             json_flag=True)
     p.add_argument("action", choices=("init", "banned", "grants"),
@@ -140,6 +159,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _replay(args)
     if command == "test-filter":
         return _test_filter(args)
+    if command == "report":
+        from tailban.tools.report import report_command
+        return report_command(args.conf, args.db, args.since, args.until, args.jail,
+                              args.format, args.out, args.until_country)
+    if command == "incident":
+        from tailban.tools.report import incident_command
+        return incident_command(args.conf, args.db, args.ip, args.since, args.template,
+                                args.to, args.send)
     if command == "fleet":
         from tailban.tools.fleet_admin import fleet_command
         return fleet_command(args.conf, args.action, args.store, args.role, args.json)

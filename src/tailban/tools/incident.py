@@ -1,0 +1,101 @@
+"""Incidents from the store: who attacked, when, how often, and the log lines as evidence.
+
+Used by ``tailban incident`` and by the daemon's ``incident.auto``. Lines come from the
+raw failures kept for ``[history] raw`` (rotated logs are never re-read); counts before
+that come from the daily roll-ups.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import replace
+from datetime import tzinfo
+from email.message import EmailMessage
+
+from tailban.config.model import HistorySettings
+from tailban.notify.mail import MailSettings
+from tailban.reports.incident import (
+    Incident,
+    Reporter,
+    abuse_message,
+    jpcert_message,
+    xarf_message,
+)
+
+TEMPLATES = {"jpcert": jpcert_message, "abuse": abuse_message, "xarf": xarf_message}
+
+
+class NoIncident(Exception):
+    """Nothing recorded for the address in the period, or no address to send to."""
+
+
+def build_incident(db: sqlite3.Connection, ip: str, since: float, tz: tzinfo,
+                   ) -> Incident:
+    rows = db.execute("SELECT t, jail, count, line FROM failures WHERE ip = ? AND t >= ? "
+                      "ORDER BY t", (ip, since)).fetchall()
+    counts: dict[str, int] = {}
+    first = last = None
+    for t, jail, count, _line in rows:
+        counts[jail] = counts.get(jail, 0) + count
+        first = t if first is None else min(first, t)
+        last = t if last is None else max(last, t)
+    rolled = db.execute("SELECT jail, sum(count), min(first), max(last) FROM roll_day_ip "
+                        "WHERE ip = ? AND last >= ? AND first < coalesce(?, 1e18) "
+                        "GROUP BY jail", (ip, since, first)).fetchall()
+    for jail, count, r_first, r_last in rolled:
+        counts[jail] = counts.get(jail, 0) + int(count)
+        first = r_first if first is None else min(first, r_first)
+        last = r_last if last is None else max(last, r_last)
+    if first is None or last is None:
+        raise NoIncident(f"no failures of {ip} recorded since then")
+    bans = db.execute("SELECT count(*) FROM ban_history WHERE ip = ? AND banned_at >= ?",
+                      (ip, since)).fetchone()[0]
+    hostname = country = asn = ""
+    abuse = None
+    found = db.execute("SELECT data FROM enrichment WHERE ip = ?", (ip,)).fetchone()
+    if found:
+        facts = json.loads(found[0])
+        confirmed = facts.get("rdns_confirmed") or []
+        hostname = confirmed[0] if confirmed else ""
+        country = " ".join(str(x) for x in (facts.get("country_iso"),
+                                            facts.get("country_name")) if x)
+        if facts.get("asn") is not None:
+            asn = f"AS{facts['asn']} {facts.get('as_org') or ''}".strip()
+        abuse = (facts.get("whois") or {}).get("abuse")
+    return Incident(ip=ip, hostname=hostname, first_seen=first, last_seen=last, timezone=tz,
+                    jails=tuple(sorted(counts.items())),
+                    lines=tuple(str(r[3]) for r in rows if r[3]), country=country, asn=asn,
+                    abuse=abuse, bans=max(1, int(bans)))
+
+
+def reporter_of(history: HistorySettings, mail: MailSettings, host: str) -> Reporter:
+    return Reporter(name=history.reporter_name or f"tailban on {host}",
+                    organisation=history.reporter_org or host,
+                    email=history.reporter_email or mail.sender,
+                    phone=history.reporter_phone or None, host=host)
+
+
+def recipient(target: str, incident: Incident, mail: MailSettings) -> str:
+    """``me`` (the administrators, for review), ``abuse`` (whois contact) or an address."""
+    if target == "me":
+        return mail.destination[0]
+    if target == "abuse":
+        if not incident.abuse:
+            raise NoIncident(f"no abuse contact is known for {incident.ip} "
+                             "(enrichment with whois finds it)")
+        return incident.abuse
+    return target
+
+
+def last_sent(db: sqlite3.Connection, ip: str) -> float | None:
+    row = db.execute("SELECT max(sent_at) FROM incidents WHERE ip = ? AND recipient != 'me'",
+                     (ip,)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def incident_message(template: str, mail: MailSettings, reporter: Reporter,
+                     incident: Incident, to: str) -> tuple[EmailMessage, MailSettings]:
+    """The message and the settings that deliver it to ``to`` only."""
+    message = TEMPLATES[template](mail, reporter, incident, to)
+    return message, replace(mail, destination=(to,))
