@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-country", metavar="CC",
                    help="extend the top countries list until this country appears")
     p.add_argument("--db", help="the database (default: dbfile from tailban.conf)")
+    p.add_argument("--mail", action="store_true", help="ask the daemon to mail the scheduled "
+                   "report now (HTML with a plain-text part)")
     p = add("incident", "an incident report about an address, for a CERT or an abuse desk")
     p.add_argument("ip")
     p.add_argument("--since", default="30d", help="period of the evidence (default 30d)")
@@ -159,6 +161,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _replay(args)
     if command == "test-filter":
         return _test_filter(args)
+    if command == "report" and args.mail:
+        result = call(_socket(args), "mail-report", timeout=120.0)
+        print("report queued for mail" + (f"; next scheduled {_time(result['next'])}"
+                                          if result.get("next") else ""))
+        return 0
     if command == "report":
         from tailban.tools.report import report_command
         return report_command(args.conf, args.db, args.since, args.until, args.jail,

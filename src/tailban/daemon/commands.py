@@ -36,6 +36,7 @@ class ControlCommands:
             "ping": self._cmd_ping, "status": self._cmd_status, "banned": self._cmd_banned,
             "ban": self._cmd_ban, "unban": self._cmd_unban, "reload": self._cmd_reload,
             "stop": self._cmd_stop, "reconcile": self._cmd_reconcile, "show": self._cmd_show,
+            "mail-report": self._cmd_mail_report,
         }
 
     async def _cmd_ping(self, args: dict[str, Any]) -> str:
@@ -113,6 +114,14 @@ class ControlCommands:
                 "dnsbl": [d.get("zone") for d in facts.dnsbl] if facts else [],
             })
         return sorted(rows, key=lambda r: (r["jail"], r["banned_at"]))
+
+    async def _cmd_mail_report(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Mail the scheduled report now (``tailban report --mail``)."""
+        reporting = self.daemon.reporting
+        if reporting is None:
+            raise CommandError("no [mail] destination is configured")
+        await reporting.send_report()
+        return {"queued": True, "next": reporting.next_at}
 
     async def _cmd_show(self, args: dict[str, Any]) -> dict[str, Any]:
         """All we know about one address (``tailban show IP``)."""

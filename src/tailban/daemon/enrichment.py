@@ -57,7 +57,8 @@ def wants_for(config: Config) -> Wants | None:
         return Wants(geoip=any((settings.country_db, settings.city_db, settings.asn_db)),
                      rdns=settings.rdns, dnsbl=bool(settings.dnsbl_zones),
                      whois=settings.whois or mail_whois)
-    if mail_whois or dnsbl_jails or any(j.mail != "none" for j in jails):
+    if mail_whois or dnsbl_jails or any(j.mail != "none" for j in jails) \
+            or config.daemon.mail is not None:
         return Wants(dnsbl=dnsbl_jails and bool(settings.dnsbl_zones), whois=mail_whois)
     return None
 
@@ -261,6 +262,8 @@ class EnrichmentBridge:
                 log.info("%s (banned in %s) is listed: %s", found.ip, request.ban.jail,
                          found.text_dnsbl())
             self._mail(request, found)
+            if daemon.reporting is not None:
+                daemon.reporting.maybe_incident(found.ip, found.abuse)
         elif request.purpose == "dnsbl" and found.dnsbl:
             self._listed(request.ip, found)
 

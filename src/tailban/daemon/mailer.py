@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any
 
@@ -38,6 +38,7 @@ class _Outgoing:
     what: str
     attempt: int = 0
     not_before: float = 0.0
+    destination: tuple[str, ...] = ()  # empty: [mail] destination
 
 
 class MailWorker:
@@ -68,9 +69,12 @@ class MailWorker:
             self.dropped += max(0, len(facts) - max(0, room))
             self._cond.notify()
 
-    def send_message(self, message: EmailMessage, what: str) -> None:
+    def send_message(self, message: EmailMessage, what: str,
+                     destination: tuple[str, ...] = ()) -> None:
+        """Queue a finished message; ``destination`` overrides [mail] destination (an
+        incident goes to the abuse desk, not to the administrators)."""
         with self._cond:
-            self._messages.append(_Outgoing(message, what))
+            self._messages.append(_Outgoing(message, what, destination=destination))
             self._cond.notify()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -137,7 +141,9 @@ class MailWorker:
                 return
             self._messages.popleft()
             try:
-                self.sender.send(item.message)
+                sender = self.sender if not item.destination else MailSender(
+                    replace(self.settings, destination=item.destination))
+                sender.send(item.message)
                 self.sent += 1
                 self.last_error = None
             except MailError as exc:

@@ -28,6 +28,7 @@ from tailban.daemon.firewall_worker import FirewallWorker
 from tailban.daemon.fleet import FleetBridge
 from tailban.daemon.logs import FollowedFile, LogSet
 from tailban.daemon.notify import sd_notify
+from tailban.daemon.reporting import Reporting
 from tailban.firewall.base import FirewallBackend, FirewallError, JailFirewall
 from tailban.firewall.registry import CompositeBackend, make_backend
 from tailban.jails.jail import Jail
@@ -81,6 +82,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self.fleet: FleetBridge | None = None
         self.enrichment: EnrichmentBridge | None = None
+        self.reporting: Reporting | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -121,6 +123,9 @@ class Daemon:
         if wants is not None:
             self.enrichment = EnrichmentBridge(self, loop, wants)
             self.enrichment.start()
+            if self.enrichment.mailer is not None:
+                self.reporting = Reporting(self, loop)
+                self.reporting.start()
         self.logs = LogSet(self.store.load_positions(), self.from_start)
         self.logs.configure(enabled)
         polling = any(j.backend == "polling" for j in enabled)
@@ -156,6 +161,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         if self.fleet is not None:
             await loop.run_in_executor(None, self.fleet.stop)
+        if self.reporting is not None:
+            self.reporting.stop()
         if self.enrichment is not None:
             await loop.run_in_executor(None, self.enrichment.stop)
         self.watcher.stop()

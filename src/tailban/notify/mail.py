@@ -431,6 +431,22 @@ def lifecycle_message(
     return _new_message(settings, f"[tailban] {verb} on {host}", "\n".join(lines))
 
 
+def report_message(settings: MailSettings, subject: str, text: str,
+                   html: str) -> EmailMessage:
+    """The scheduled report: a plain-text part and the self-contained HTML as alternatives."""
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = settings.sender
+    msg["To"] = ", ".join(settings.destination)
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid("tailban", domain=settings.sender.rpartition("@")[2])
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Mailer"] = f"tailban {__version__}"
+    msg["Subject"] = clean_line(subject)
+    msg.set_content(text, charset="utf-8")
+    msg.add_alternative(html, subtype="html", charset="utf-8")
+    return msg
+
+
 class MailSender:
     """Hands finished messages to the MTA; one call, one delivery attempt.
 
