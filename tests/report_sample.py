@@ -43,7 +43,7 @@ def _by_month(days: list[list[Any]]) -> list[list[Any]]:
 
 def _section(rng: random.Random, daily_base: int, accounts: list[str],
              privileged: list[str], countries: list[tuple[str, str]]) -> dict[str, Any]:
-    days = []
+    days: list[list[Any]] = []
     for offset in range(DAYS):
         day = FIRST_DAY + timedelta(days=offset)
         weekend = 1.25 if day.weekday() >= 5 else 1.0
@@ -63,7 +63,8 @@ def _section(rng: random.Random, daily_base: int, accounts: list[str],
 
     account_counts = _spread(total * 6 // 10, [len(accounts) * 3 - i * 2 for i in
                                                range(len(accounts))])
-    top_accounts = [[name, n] for name, n in zip(accounts, account_counts, strict=True)]
+    top_accounts: list[list[Any]] = [[name, n] for name, n in
+                                     zip(accounts, account_counts, strict=True)]
     priv = [[name, n] for name, n in top_accounts if name in privileged]
     priv.sort(key=lambda item: -item[1])
 
@@ -154,6 +155,27 @@ def _merge(sections: list[dict[str, Any]]) -> dict[str, Any]:
             entry[2] += attempts
             entry[3] += addresses
     merged["top_countries"] = sorted(countries.values(), key=lambda c: -c[2])
+    rdns: dict[str, list[int]] = {}
+    fresh: dict[str, list[int]] = {}
+    for section in sections:
+        for month, _share, named, seen in section["rdns_share_per_month"]:
+            rdns.setdefault(month, [0, 0])
+            rdns[month][0] += named
+            rdns[month][1] += seen
+        for month, new, returning in section["new_vs_returning_per_month"]:
+            fresh.setdefault(month, [0, 0])
+            fresh[month][0] += new
+            fresh[month][1] += returning
+    merged["rdns_share_per_month"] = [[m, round(n / t, 4), n, t] for m, (n, t) in
+                                      sorted(rdns.items())]
+    merged["new_vs_returning_per_month"] = [[m, n, r] for m, (n, r) in sorted(fresh.items())]
+    zones: Counter[str] = Counter()
+    for section in sections:
+        for zone, count in section["dnsbl"]["by_zone"]:
+            zones[zone] += count
+    merged["dnsbl"] = {key: sum(s["dnsbl"][key] for s in sections)
+                       for key in ("banned", "checked", "listed")}
+    merged["dnsbl"]["by_zone"] = [[z, n] for z, n in zones.most_common()]
     merged["longest_running"] = sections[0]["longest_running"]
     merged["most_persistent"] = sections[0]["most_persistent"]
     return merged

@@ -198,6 +198,44 @@ def test_text_times_use_the_stated_zone_even_if_unknown_by_name() -> None:
     assert "Period     ? \u2013" in render_text(report)
 
 
+def test_zone_abbreviations_from_compute_report() -> None:
+    """compute.py states tzname() and the offset at the end: "CET (UTC+01:00)"."""
+    report = empty_report()
+    report["since"] = datetime(2026, 7, 1, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+    report["until"] = datetime(2026, 12, 1, tzinfo=ZoneInfo("UTC")).timestamp()
+    report["timezone"] = "CET (UTC+01:00)"  # resolves, and matches at the end: DST-aware
+    assert "Period     2026-07-01 14:00" in render_text(report)
+    report["timezone"] = "CEST (UTC+02:00)"  # no such zone: the stated offset, fixed
+    assert "Period     2026-07-01 14:00 \u2013 2026-12-01 02:00" in render_text(report)
+
+
+def test_unmeasured_rdns_share_is_a_gap_not_zero() -> None:
+    report = sample_report()
+    rdns = report["overall"]["rdns_share_per_month"]
+    rdns[1] = [rdns[1][0], None, 0, 0]  # compute.py: no address of that month was looked up
+    text = render_text(report)
+    assert re.search(rf"^  {rdns[1][0]} +\u2013 +0/0$", text, re.M)
+    document = render_html(report)
+    chart = document[document.index('id="chart-overall-rdns-share"'):]
+    chart = chart[:chart.index("</svg>")]
+    assert chart.count("<circle") == 2 and "<polyline" not in chart  # two lone points
+    rows = csv_rows(render_csv(report))
+    assert [r[3] for r in rows if r[0] == "rdns_share_per_month" and r[1] == ""][1] == ""
+
+
+def test_country_list_reaches_the_until_country() -> None:
+    report = sample_report()
+    section = report["overall"]
+    section["top_countries"] = [[f"C{i}", f"Land {i}", 1000 - i, 1] for i in range(30)]
+    section["until_country"] = {"country": "C24", "rank": 25, "attempts": 976}
+    text = render_text(report)
+    assert "C24 Land 24" in text
+    document = render_html(report)
+    chart = document[document.index('id="chart-overall-top-countries"'):]
+    chart = chart[:chart.index("</svg>")]
+    assert chart.count("<rect") == 25
+
+
 def test_text_makes_attacker_strings_inert() -> None:
     out = render_text(hostile_report())
     assert all(ch.isprintable() or ch == "\n" for ch in out)
@@ -383,6 +421,22 @@ def test_svg_charts_escape_and_keep_their_size() -> None:
     line = svg.line_chart(["only"], [svg.Series("s", [4], "#123456")], title="t")
     assert "<circle" in line
     assert svg.nice_step(0.7) == 1.0 and svg.nice_step(130) == 200 and svg.nice_step(2.2) == 2.5
+
+
+def test_svg_axis_labels_do_not_overlap_and_show_the_end() -> None:
+    labels = [f"2026-01-{d:02d}" if d <= 31 else f"2026-02-{d - 31:02d}" for d in range(1, 60)]
+    chart = svg.line_chart(labels, [svg.Series("s", list(range(59)), "#123456")], title="t",
+                           width=540)
+    shown = re.findall(r'<text x="([\d.]+)" y="[\d.]+" text-anchor="(\w+)" [^>]*>(2026-[^<]+)<',
+                       chart)
+    assert shown[0][2] == labels[0] and shown[-1][2] == labels[-1]
+    spans = []
+    for x, anchor, label in shown:
+        size = len(label) * svg.CHAR_W
+        left = {"start": float(x), "middle": float(x) - size / 2, "end": float(x) - size}[anchor]
+        assert left >= 0 and left + size <= 540
+        spans.append((left, left + size))
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
 
 
 # --------------------------------------------------------------------------------------------

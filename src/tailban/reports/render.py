@@ -56,7 +56,8 @@ TEAL = "#2a9d9b"
 SLATE = "#8fa3bf"
 CHART_W = 540
 CHART_H = 220
-TOP_N = 15
+TOP_N = 20  # compute.py keeps 20 of each ranked list
+MAX_COUNTRIES = 250  # enough for the "until country X" extension of the list
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -86,6 +87,11 @@ def _records(value: object) -> list[Mapping[str, Any]]:
     return [item for item in _list(value) if isinstance(item, Mapping)]
 
 
+def _share(value: object) -> float | None:
+    """A share in 0..1, or None where nothing was looked up (shown as a gap, not as 0 %)."""
+    return None if value is None else min(max(number(value), 0.0), 1.0)
+
+
 def _hours(value: object) -> list[float]:
     hours = [number(v) for v in _list(value)[:24]]
     return hours + [0.0] * (24 - len(hours))
@@ -104,22 +110,38 @@ def _sections(report: Report) -> list[tuple[str, str | None, Mapping[str, Any]]]
     return result
 
 
-def _zone(label: object) -> tzinfo:
-    """The report's zone from "Area/City (UTC+hh:mm)"; the offset alone if the name is unknown."""
+def _zone(label: object, at: object = None) -> tzinfo:
+    """The zone of "Area/City (UTC+hh:mm)" or "CET (UTC+01:00)", as exact as the label allows.
+
+    An IANA key ("Europe/Amsterdam") gives correct times on both sides of a DST change. An
+    abbreviation is trusted only if it resolves to a zone whose offset at ``at`` (the report's
+    end, where the offset was taken) matches the stated one; otherwise ("CEST") the fixed
+    stated offset is used, which is right for that end of the period at least.
+    """
     raw = str(label or "")
     name = raw.split(" (", 1)[0].strip()
+    named: tzinfo | None = None
     if name:
         try:
-            return ZoneInfo(name)
+            named = ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError, OSError):
-            pass
+            named = None
+    stated: timezone | None = None
     match = re.search(r"UTC\s*([+-])(\d{1,2}):?(\d{2})?", raw)
     if match:
         sign = -1 if match.group(1) == "-" else 1
         delta = timedelta(hours=int(match.group(2)), minutes=int(match.group(3) or 0))
         if delta < timedelta(hours=24):
-            return timezone(sign * delta)
-    return UTC
+            stated = timezone(sign * delta)
+    if named is not None and stated is not None and "/" not in name \
+            and isinstance(at, int | float):
+        try:
+            moment = datetime.fromtimestamp(float(at), named)
+        except (OverflowError, OSError, ValueError):
+            moment = None
+        if moment is not None and moment.utcoffset() != stated.utcoffset(None):
+            return stated
+    return named or stated or UTC
 
 
 def _when(value: object, zone: tzinfo) -> str:
@@ -229,23 +251,28 @@ def _bar(value: float, peak: float, width: int) -> str:
     return bar + " " * (width - len(bar))
 
 
-def _bar_rows(rows: Sequence[tuple[str, float, str]], width: int,
+def _bar_rows(rows: Sequence[tuple[str, float | None, str]], width: int,
               fmt: Callable[[float], str] = fmt_number, peak: float | None = None) -> list[str]:
-    """label  bar  value  [extra]: labels cut to a third of the width, values right-aligned."""
+    """label  bar  value  [extra]: labels cut to a third of the width, values right-aligned.
+
+    A ``None`` value (not measured) gets no bar and a dash, unlike a measured zero.
+    """
     if not rows:
         return ["  no data"]
     labels = [visible(label) for label, _, _ in rows]
-    values = [fmt(value) for _, value, _ in rows]
+    values = ["\u2013" if value is None else fmt(value) for _, value, _ in rows]
     extras = [visible(extra) for _, _, extra in rows]
     label_w = min(max(_dw(label) for label in labels), max(width // 3, 4))
     value_w = max(len(v) for v in values)
     extra_w = min(max(_dw(e) for e in extras), max(width // 4, 0))
     extra_gap = 2 if extra_w else 0
     bar_w = max(width - 2 - label_w - 1 - 1 - value_w - extra_gap - extra_w, 4)
-    top = peak if peak is not None else max(value for _, value, _ in rows)
+    measured = [value for _, value, _ in rows if value is not None]
+    top = peak if peak is not None else max(measured, default=0.0)
     lines = []
     for label, (_, value, _), shown, extra in zip(labels, rows, values, extras, strict=True):
-        line = f"  {_ljust(label, label_w)} {_bar(value, top, bar_w)} {shown.rjust(value_w)}"
+        bar = _bar(value if value is not None else 0.0, top, bar_w)
+        line = f"  {_ljust(label, label_w)} {bar} {shown.rjust(value_w)}"
         if extra_w:
             line += "  " + _rjust(extra, extra_w)
         lines.append(line.rstrip())
@@ -345,7 +372,7 @@ def _section_text(title: str, section: Mapping[str, Any], zone: tzinfo,
     countries = _rows(section.get("top_countries"), 4)
     block("Top countries (attempts, addresses)", _bar_rows(
         [(f"{c[0]} {c[1]}", number(c[2]), f"{fmt_number(number(c[3]))} addr")
-         for c in countries[:TOP_N]], width))
+         for c in countries[:MAX_COUNTRIES]], width))
     until = _map(section.get("until_country"))
     if until:
         lines.append(
@@ -361,7 +388,7 @@ def _section_text(title: str, section: Mapping[str, Any], zone: tzinfo,
 
     rdns = _rows(section.get("rdns_share_per_month"), 4)
     block("Addresses with a reverse name, per month", _bar_rows(
-        [(str(r[0]), number(r[1]), f"{fmt_number(number(r[2]))}/{fmt_number(number(r[3]))}")
+        [(str(r[0]), _share(r[1]), f"{fmt_number(number(r[2]))}/{fmt_number(number(r[3]))}")
          for r in rdns], width, fmt=lambda v: f"{v:.0%}", peak=1.0))
 
     dnsbl = _map(section.get("dnsbl"))
@@ -420,7 +447,7 @@ def _new_returning_text(rows: list[list[Any]], width: int) -> list[str]:
 def render_text(report: Report, width: int = 80) -> str:
     """The report for a terminal or a plain-text mail; no line is wider than ``width``."""
     width = max(int(width), 40)
-    zone = _zone(report.get("timezone"))
+    zone = _zone(report.get("timezone"), report.get("until"))
     jails = ", ".join(visible(j) for j in _list(report.get("jails"))) or "none"
     lines = [
         f"tailban attack statistics: {visible(report.get('host', '?'))}",
@@ -474,6 +501,11 @@ p.note{margin:4px 0 10px}
 """
 
 
+def _fmt_share(value: object) -> str:
+    share = _share(value)
+    return "\u2013" if share is None else f"{share:.1%}"
+
+
 def _e(value: object) -> str:
     return svg.text(value)
 
@@ -504,8 +536,9 @@ def _pairs_table(points: list[tuple[str, float]], key: str, value: str) -> str:
     return _table_html([key, value], [[k, fmt_number(v)] for k, v in points], {1})
 
 
-def _ranked(title: str, points: list[tuple[str, float]], colour: str) -> str:
-    shown = points[:TOP_N]
+def _ranked(title: str, points: list[tuple[str, float]], colour: str,
+            limit: int = TOP_N) -> str:
+    shown = points[:limit]
     if not shown:
         return svg.placeholder(CHART_W, svg.hbar_height(5), title)
     return svg.hbar_chart(shown, title=title, color=colour, width=CHART_W)
@@ -575,12 +608,12 @@ def _section_html(title: str, scope: str, section: Mapping[str, Any], zone: tzin
     rdns = _rows(section.get("rdns_share_per_month"), 4)
     parts.append(_figure(cid("rdns-share"), "Share of addresses with a reverse name",
                          svg.line_chart(
-        [str(r[0]) for r in rdns], [Series("share", [number(r[1]) for r in rdns], PURPLE)],
+        [str(r[0]) for r in rdns], [Series("share", [_share(r[1]) for r in rdns], PURPLE)],
         title="Share of addresses with a reverse name", width=CHART_W, height=CHART_H,
         y_max=1.0, value_format=fmt_percent, area=False) if rdns else
         svg.placeholder(CHART_W, CHART_H, "Share of addresses with a reverse name"),
         _table_html(["Month", "Share", "Named", "Total"],
-                    [[str(r[0]), f"{number(r[1]):.1%}", fmt_number(number(r[2])),
+                    [[str(r[0]), _fmt_share(r[1]), fmt_number(number(r[2])),
                       fmt_number(number(r[3]))] for r in rdns], {1, 2, 3})))
 
     countries = _rows(section.get("top_countries"), 4)
@@ -592,7 +625,8 @@ def _section_html(title: str, scope: str, section: Mapping[str, Any], zone: tzin
                 f'{_e(fmt_number(number(until.get("attempts"))))} attempts.</p>')
     parts.append(_figure(cid("top-countries"), "Top countries by attempts", _ranked(
         "Top countries by attempts",
-        [(f"{c[0]} {c[1]}", number(c[2])) for c in countries], TEAL),
+        [(f"{c[0]} {c[1]}", number(c[2])) for c in countries], TEAL,
+        limit=min(max(TOP_N, int(number(until.get("rank")))), 60)),
         note + _table_html(["Code", "Country", "Attempts", "Addresses"],
                            [[str(c[0]), str(c[1]), fmt_number(number(c[2])),
                              fmt_number(number(c[3]))] for c in countries], {2, 3})))
@@ -639,7 +673,7 @@ def _section_html(title: str, scope: str, section: Mapping[str, Any], zone: tzin
 
 def render_html(report: Report) -> str:
     """One HTML5 file that works offline, e-mailed or archived: no script, nothing fetched."""
-    zone = _zone(report.get("timezone"))
+    zone = _zone(report.get("timezone"), report.get("until"))
     host = report.get("host", "?")
     jails = ", ".join(str(j) for j in _list(report.get("jails"))) or "none"
     meta = [

@@ -195,26 +195,40 @@ class _Frame:
             )
         return "".join(parts)
 
-    def x_labels(self, labels: Sequence[str], centres: Sequence[float], slot: float) -> str:
+    def x_labels(self, labels: Sequence[str], centres: Sequence[float], slot: float,
+                 keep_last: bool) -> str:
+        """Every n-th label, placed greedily so none overlaps.
+
+        With ``keep_last`` (a time line) the last label always shows, displacing its
+        neighbour: readers want to see where the period ends. Categories (hours) keep an even
+        rhythm instead.
+        """
         stride = _x_label_stride(labels, slot)
         last = len(labels) - 1
-        parts = []
+        placed: list[tuple[float, float, str, float, str]] = []  # left, right, anchor, x, text
         for index, (label, x) in enumerate(zip(labels, centres, strict=True)):
-            # Keep the last label when it does not crowd its shown neighbour: readers want the end.
-            shown = index % stride == 0 or (index == last and last % stride >= stride / 2 + 0.5)
-            if not shown:
+            if index % stride and not (keep_last and index == last):
                 continue
-            half = len(label) * CHAR_W / 2
-            anchor = "middle"
-            if x - half < 2:
+            size = len(label) * CHAR_W
+            anchor, left = "middle", x - size / 2
+            if left < 2:
                 anchor, x = "start", max(x - 4, 2.0)
-            elif x + half > self.width - 2:
+                left = x
+            elif left + size > self.width - 2:
                 anchor, x = "end", min(x + 4, self.width - 2.0)
-            parts.append(
-                f'<text x="{_f(x)}" y="{_f(self.bottom + 15)}" text-anchor="{anchor}" '
-                f'fill="{AXIS}">{text(label)}</text>'
-            )
-        return "".join(parts)
+                left = x - size
+            while placed and placed[-1][1] + 6 > left:
+                if not keep_last or index != last:
+                    break
+                placed.pop()  # readers want the end of the period more than its neighbour
+            if placed and placed[-1][1] + 6 > left:
+                continue
+            placed.append((left, left + size, anchor, x, label))
+        return "".join(
+            f'<text x="{_f(x)}" y="{_f(self.bottom + 15)}" text-anchor="{anchor}" '
+            f'fill="{AXIS}">{text(label)}</text>'
+            for _, _, anchor, x, label in placed
+        )
 
 
 def _legend(series: Sequence[Series], width: int) -> str:
@@ -301,7 +315,7 @@ def column_chart(
                 f'height="{_f(max(y_base - y_top, 0.5))}" fill="{attr(item.color)}">'
                 f"<title>{text(tip)}</title></rect>"
             )
-    parts.append(frame.x_labels([visible(label) for label in labels], centres, slot))
+    parts.append(frame.x_labels([visible(label) for label in labels], centres, slot, False))
     if len(series) > 1:
         parts.append(_legend(series, width))
     parts.append("</svg>")
@@ -361,7 +375,7 @@ def line_chart(
                 f"<title>{text(item.name)}</title></polyline>"
             )
     slot = frame.plot_w / max(count, 1)
-    parts.append(frame.x_labels([visible(label) for label in labels], xs, slot))
+    parts.append(frame.x_labels([visible(label) for label in labels], xs, slot, True))
     if len(series) > 1:
         parts.append(_legend(series, width))
     parts.append("</svg>")
