@@ -85,16 +85,19 @@ def build(path: Path, failures: int, seed: int) -> float:
     db.executemany("INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, ?)", raw_rows)
     db.executemany("INSERT INTO ban_history (jail, ip, banned_at, expires_at, ended_at, "
                    "end_reason) VALUES (?, ?, ?, ?, ?, 'expired')", bans)
-    facts = []
+    db.execute("COMMIT")
     for ip in {b[1] for b in bans}:
         code, name = rng.choice(COUNTRIES)
-        facts.append((ip, now, json.dumps({
+        named = rng.random() < 0.2
+        listed = rng.random() < 0.5
+        store.save_enrichment(ip, now, json.dumps({
             "ip": ip, "fetched_at": now, "country_iso": code, "country_name": name,
-            "rdns": ["h.example.net"] if rng.random() < 0.3 else [],
-            "rdns_confirmed": ["h.example.net"] if rng.random() < 0.2 else [],
-            "dnsbl": [{"zone": "zen.spamhaus.org"}] if rng.random() < 0.5 else [],
-            "dnsbl_checked": ["zen.spamhaus.org"]})))
-    db.executemany("INSERT OR REPLACE INTO enrichment VALUES (?, ?, ?)", facts)
+            "rdns": ["h.example.net"] if named else [],
+            "rdns_confirmed": ["h.example.net"] if named else [],
+            "dnsbl": [{"zone": "zen.spamhaus.org"}] if listed else [],
+            "dnsbl_checked": ["zen.spamhaus.org"]}), country=code, country_name=name,
+            named=named, dnsbl_checked=True, dnsbl_zones="zen.spamhaus.org" if listed else "")
+    db.execute("BEGIN")
     db.execute("INSERT OR REPLACE INTO meta VALUES ('history_rolled_until', ?)",
                (str(float(int(raw_from // 3600) * 3600)),))
     db.execute("COMMIT")

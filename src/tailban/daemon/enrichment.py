@@ -253,7 +253,11 @@ class EnrichmentBridge:
     def _apply(self, request: Request, found: Enrichment, fresh: bool) -> None:
         daemon = self.daemon
         if fresh:
-            daemon.store.save_enrichment(found.ip, found.fetched_at, found.to_json())
+            daemon.store.save_enrichment(
+                found.ip, found.fetched_at, found.to_json(), country=found.country_iso,
+                country_name=found.country_name, named=bool(found.rdns_confirmed),
+                dnsbl_checked=bool(found.dnsbl_checked),
+                dnsbl_zones=" ".join(str(d.get("zone")) for d in found.dnsbl))
         for future in self._waiters.pop(request.ip, []):
             if not future.done():
                 future.set_result(found)

@@ -1,18 +1,23 @@
 """The numbers of ``tailban report``, computed from the store (read-only).
 
-Time buckets are the server's time zone (``tz``). Failures come from the hourly and daily
-roll-ups for completed hours and from the raw rows after ``rolled_until``, so a report is
-always current; months, days and hours of day are derived from UTC hours, which is exact for
-zones whose offset is a whole number of hours (day-level address figures use UTC days).
+Heavy lifting happens in SQLite: the period's failures are gathered once per address into
+a temporary table (daily roll-ups for completed hours plus the raw rows after
+``rolled_until``), and the country, rDNS and DNSBL figures join it with the enrichment
+cache. Python only shapes the results, so a year of 10M failures stays interactive.
+
+Time buckets are the server's time zone: attempts per month, day and hour of day come from
+UTC hours converted exactly (exact for zones whose offset is whole hours); address-level
+figures (new/returning, rDNS share per month) use UTC days shifted by the zone's offset
+at the end of the period.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import datetime, tzinfo
+from collections.abc import Sequence
+from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from tailban.stores.history import DAY, HOUR, rolled_until
@@ -24,130 +29,161 @@ SERVICES = {"sshd": "ssh", "postfix": "postfix", "dovecot": "dovecot", "selinux-
 
 
 def open_readonly(path: str) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """A read-only connection sized for reports: big page cache, memory-mapped reads and
+    temporary tables in memory (the default 2 MB cache thrashes on a year of history)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.execute("PRAGMA cache_size = -262144")
+    db.execute("PRAGMA mmap_size = 1073741824")
+    db.execute("PRAGMA temp_store = MEMORY")
+    return db
 
 
-def _local(epoch: float, tz: tzinfo) -> datetime:
-    return datetime.fromtimestamp(epoch, tz)
+def service_of(jail: str) -> str:
+    for prefix, service in SERVICES.items():
+        if jail.startswith(prefix):
+            return service
+    return jail
 
 
-class _Buckets:
-    """Per jail: attempts per UTC hour (from roll-ups and raw rows)."""
+class _Clock:
+    """Cached local labels for UTC hours and days (a year is 8,760 hours)."""
 
-    def __init__(self) -> None:
-        self.hours: dict[str, Counter[int]] = defaultdict(Counter)
-        self.users: dict[str, Counter[str]] = defaultdict(Counter)
-        # per jail, per ip: attempts, first, last, active UTC days
-        self.ips: dict[str, dict[str, list[Any]]] = defaultdict(dict)
+    def __init__(self, tz: tzinfo, offset: float) -> None:
+        self.tz = tz
+        self.offset = offset
+        self.hour_labels = lru_cache(maxsize=None)(self._hour)
+
+    def _hour(self, hour: int) -> tuple[str, str, int]:
+        local = datetime.fromtimestamp(hour * HOUR, self.tz)
+        return local.strftime("%Y-%m"), local.strftime("%Y-%m-%d"), local.hour
+
+    def month(self, epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, self.tz).strftime("%Y-%m")
 
 
-def _load(db: sqlite3.Connection, since: float, until: float,
-          jails: Sequence[str] | None) -> _Buckets:
+def _in(jails: Sequence[str] | None, column: str = "jail") -> tuple[str, list[Any]]:
+    if not jails:
+        return "", []
+    return f" AND {column} IN ({','.join('?' * len(jails))})", list(jails)
+
+
+def _prepare(db: sqlite3.Connection, since: float, until: float,
+             jails: Sequence[str] | None, tz: tzinfo) -> None:
+    """TEMP tables: per jail and address in the period, and first day ever per address."""
     rolled = rolled_until(db)
-    out = _Buckets()
-    h0, h1 = int(since // HOUR), int(min(until, rolled) // HOUR)
-    d0, d1 = int(since // DAY), int(min(until, rolled) // DAY)
-    jail_filter = ""
-    params: list[Any] = []
-    if jails:
-        jail_filter = f" AND jail IN ({','.join('?' * len(jails))})"
-        params = list(jails)
-    for hour, jail, user, count in db.execute(
-            "SELECT hour, jail, user, sum(count) FROM roll_hour_user WHERE hour >= ? AND hour < ?"
-            + jail_filter + " GROUP BY hour, jail, user", [h0, h1, *params]):
-        out.hours[jail][hour] += count
-        out.users[jail][user] += count
-    rolled_days = db.execute(
-        "SELECT jail, ip, sum(count), min(first), max(last), count(DISTINCT day) "
-        "FROM roll_day_ip WHERE day >= ? AND day <= ? AND first < ? AND last >= ?"
-        + jail_filter + " GROUP BY jail, ip", [d0, d1, min(until, rolled), since, *params])
-    raw_start = max(since, rolled)
-    raw = db.execute(
-        "SELECT jail, ip, coalesce(user, ''), CAST(t / 3600 AS INTEGER), count, t "
-        "FROM failures WHERE t >= ? AND t < ?" + jail_filter, [raw_start, until, *params])
-    for jail, ip, count, first, last, days in rolled_days:
-        out.ips[jail][ip] = [count, first, last, days]
-    raw_days: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for jail, ip, user, hour, count, t in raw:
-        out.hours[jail][hour] += count
-        out.users[jail][user] += count
-        entry = out.ips[jail].get(ip)
-        if entry is None:
-            out.ips[jail][ip] = [count, t, t, 0]
-        else:
-            entry[0] += count
-            entry[1] = min(entry[1], t)
-            entry[2] = max(entry[2], t)
-        raw_days[(jail, ip)].add(int(t // DAY))
-    for (jail, ip), days in raw_days.items():
-        out.ips[jail][ip][3] += len(days)
-    return out
+    cut = min(until, rolled)
+    where, params = _in(jails)
+    db.execute("DROP TABLE IF EXISTS temp.period_day")
+    db.execute("DROP TABLE IF EXISTS temp.period_ip")
+    db.execute("DROP TABLE IF EXISTS temp.first_seen")
+    db.execute(
+        "CREATE TEMP TABLE period_day AS "
+        "SELECT jail, ip, day, count AS n, first, last FROM roll_day_ip "
+        "WHERE day >= ? AND day <= ? AND last >= ? AND first < ?" + where + " "
+        "UNION ALL "
+        "SELECT jail, ip, CAST(t / 86400 AS INTEGER), sum(count), min(t), max(t) FROM failures "
+        "WHERE t >= ? AND t < ?" + where + " GROUP BY jail, ip, CAST(t / 86400 AS INTEGER)",
+        [int(since // DAY), int(cut // DAY), since, cut, *params, max(since, rolled), until,
+         *params])
+    db.execute(
+        "CREATE TEMP TABLE period_ip AS SELECT jail, ip, sum(n) AS n, min(first) AS first, "
+        "max(last) AS last, count(DISTINCT day) AS days "
+        "FROM period_day GROUP BY jail, ip")
+    db.execute("CREATE INDEX temp.period_ip_ip ON period_ip (ip)")
+    db.execute(
+        "CREATE TEMP TABLE first_seen AS SELECT ip, min(day) AS day FROM ("
+        "SELECT ip, min(day) AS day FROM roll_day_ip WHERE ip IN (SELECT ip FROM period_ip) "
+        "GROUP BY ip UNION ALL SELECT ip, CAST(min(t) / 86400 AS INTEGER) FROM failures "
+        "WHERE ip IN (SELECT ip FROM period_ip) GROUP BY ip) GROUP BY ip")
+    db.execute("CREATE INDEX temp.first_seen_ip ON first_seen (ip)")
+    # local month of every UTC day involved, computed exactly here rather than per row
+    low = db.execute("SELECT min(day) FROM first_seen").fetchone()[0]
+    db.execute("DROP TABLE IF EXISTS temp.day_month")
+    db.execute("CREATE TEMP TABLE day_month (day INTEGER PRIMARY KEY, month TEXT NOT NULL)")
+    if low is not None:
+        db.executemany("INSERT INTO day_month VALUES (?, ?)", [
+            (day, datetime.fromtimestamp(day * DAY + DAY / 2, tz).strftime("%Y-%m"))
+            for day in range(int(low), int(until // DAY) + 1)])
 
-
-def _merge_ips(per_jail: Iterable[dict[str, list[Any]]]) -> dict[str, list[Any]]:
-    merged: dict[str, list[Any]] = {}
-    for table in per_jail:
-        for ip, (count, first, last, days) in table.items():
-            entry = merged.get(ip)
-            if entry is None:
-                merged[ip] = [count, first, last, days]
-            else:
-                entry[0] += count
-                entry[1] = min(entry[1], first)
-                entry[2] = max(entry[2], last)
-                entry[3] = max(entry[3], days)
-    return merged
 
 
 class _Facts:
-    """Country, rDNS and DNSBL per address from the enrichment cache."""
+    """Per address: country, forward-confirmed name, DNSBL, first day ever (one scan each)."""
 
-    def __init__(self, db: sqlite3.Connection, ips: Iterable[str]) -> None:
+    def __init__(self, db: sqlite3.Connection) -> None:
         self.country: dict[str, tuple[str, str]] = {}
-        self.named: dict[str, bool] = {}
-        self.dnsbl: dict[str, list[str]] = {}
-        wanted = list(ips)
-        for start in range(0, len(wanted), 900):
-            part = wanted[start:start + 900]
-            for ip, data in db.execute(
-                    f"SELECT ip, data FROM enrichment WHERE ip IN ({','.join('?' * len(part))})",
-                    part):
-                try:
-                    facts = json.loads(data)
-                except ValueError:
-                    continue
-                if facts.get("country_iso"):
-                    self.country[ip] = (str(facts["country_iso"]),
-                                        str(facts.get("country_name") or ""))
-                self.named[ip] = bool(facts.get("rdns_confirmed"))
-                if facts.get("dnsbl_checked") is not None:
-                    self.dnsbl[ip] = [str(d.get("zone")) for d in facts.get("dnsbl") or []]
+        self.named: dict[str, int] = {}
+        self.dnsbl: dict[str, str] = {}
+        for ip, country, name, named, checked, zones in db.execute(
+                "SELECT ip, country, country_name, named, dnsbl_checked, dnsbl_zones "
+                "FROM enrichment"):
+            if country:
+                self.country[ip] = (country, name or "")
+            self.named[ip] = named
+            if checked:
+                self.dnsbl[ip] = zones
+        self.first_day: dict[str, int] = dict(db.execute("SELECT ip, day FROM first_seen"))
+        self.day_month: dict[int, str] = dict(db.execute("SELECT day, month FROM day_month"))
 
 
-def _series(counter: Counter[str]) -> list[list[Any]]:
-    return [[key, counter[key]] for key in sorted(counter)]
+def _attempts(db: sqlite3.Connection, since: float, until: float,
+              jails: Sequence[str] | None) -> tuple[dict[str, Counter[int]],
+                                                    dict[str, Counter[str]]]:
+    rolled = rolled_until(db)
+    where, params = _in(jails)
+    hours: dict[str, Counter[int]] = defaultdict(Counter)
+    users: dict[str, Counter[str]] = defaultdict(Counter)
+    rows = db.execute(
+        "SELECT hour, jail, user, sum(count) FROM roll_hour_user WHERE hour >= ? AND hour < ?"
+        + where + " GROUP BY hour, jail, user "
+        "UNION ALL SELECT CAST(t / 3600 AS INTEGER), jail, coalesce(user, ''), sum(count) "
+        "FROM failures WHERE t >= ? AND t < ?" + where + " GROUP BY 1, 2, 3",
+        [int(since // HOUR), int(min(until, rolled) // HOUR), *params, max(since, rolled),
+         until, *params])
+    for hour, jail, user, count in rows:
+        hours[jail][hour] += count
+        users[jail][user] += count
+    return hours, users
 
 
-def _section(hours: Counter[int], users: Counter[str], ips: dict[str, list[Any]],
-             bans: list[tuple[str, str, float, float | None]], facts: _Facts,
-             first_seen: dict[str, int], tz: tzinfo, privileged: Sequence[str],
+def _ban_hours(db: sqlite3.Connection, jail: str | None, column: str, since: float,
+               until: float) -> list[tuple[int, int]]:
+    """Bans starting (``banned_at``) or ending (``ended``) per UTC hour, for one jail or all."""
+    where, params = ("", []) if jail is None else (" AND jail = ?", [jail])
+    expr = "banned_at" if column == "banned_at" else "coalesce(ended_at, expires_at)"
+    return [(int(h), int(n)) for h, n in db.execute(
+        f"SELECT CAST({expr} / 3600 AS INTEGER), count(*) FROM ban_history "
+        f"WHERE {expr} IS NOT NULL AND {expr} >= ? AND {expr} < ? AND banned_at < ?{where} "
+        "GROUP BY 1", [since, until, until, *params])]
+
+
+def _section(db: sqlite3.Connection, facts: _Facts, jail: str | None, hours: Counter[int],
+             users: Counter[str], clock: _Clock, privileged: Sequence[str],
              until_country: str | None, since: float, until: float) -> dict[str, Any]:
     per_month: Counter[str] = Counter()
     per_day: Counter[str] = Counter()
     per_hour = [0] * 24
     for hour, count in hours.items():
-        local = _local(hour * HOUR, tz)
-        per_month[local.strftime("%Y-%m")] += count
-        per_day[local.strftime("%Y-%m-%d")] += count
-        per_hour[local.hour] += count
-    total = sum(per_hour)
-    priv = Counter({u: users[u] for u in privileged if users.get(u)})
+        month, day, hour_of_day = clock.hour_labels(hour)
+        per_month[month] += count
+        per_day[day] += count
+        per_hour[hour_of_day] += count
+    # one row per address: over all jails for the overall section
+    source = ("(SELECT ip, sum(n) AS n, min(first) AS first, max(last) AS last, "
+              "max(days) AS days FROM period_ip GROUP BY ip)"
+              if jail is None else "(SELECT * FROM period_ip WHERE jail = ?)")
+    args: list[Any] = [] if jail is None else [jail]
+    addresses = db.execute(f"SELECT count(*) FROM {source}", args).fetchone()[0]
     countries: dict[str, list[Any]] = {}
-    for ip, (count, *_rest) in ips.items():
-        code, name = facts.country.get(ip, ("??", "unknown"))
-        entry = countries.setdefault(code, [code, name, 0, 0])
-        entry[2] += count
-        entry[3] += 1
+    unknown = ("??", "unknown")
+    for ip, n in db.execute(f"SELECT ip, n FROM {source}", args):
+        code, name = facts.country.get(ip, unknown)
+        entry = countries.get(code)
+        if entry is None:
+            countries[code] = [code, name, n, 1]
+        else:
+            entry[2] += n
+            entry[3] += 1
     ranked = sorted(countries.values(), key=lambda e: (-e[2], e[0]))
     until_entry = None
     if until_country:
@@ -156,80 +192,108 @@ def _section(hours: Counter[int], users: Counter[str], ips: dict[str, list[Any]]
                 until_entry = {"country": entry[0], "rank": rank, "attempts": entry[2]}
                 break
     top_n = max(TOP, until_entry["rank"]) if until_entry else TOP
-    # addresses active per month (by their last day in it, approximated by first/last)
-    month_ips: dict[str, set[str]] = defaultdict(set)
-    for ip, (_count, first, last, _days) in ips.items():
-        for moment in {first, last}:
-            month_ips[_local(moment, tz).strftime("%Y-%m")].add(ip)
-    rdns = []
-    new_returning = []
-    for month in sorted(month_ips):
-        active = month_ips[month]
-        looked = [ip for ip in active if ip in facts.named]
-        named = sum(1 for ip in looked if facts.named[ip])
-        rdns.append([month, round(named / len(looked), 4) if looked else None, named,
-                     len(looked)])
-        new = sum(1 for ip in active
-                  if _local(first_seen.get(ip, 0) * DAY, tz).strftime("%Y-%m") >= month)
-        new_returning.append([month, new, len(active) - new])
-    bans_month: Counter[str] = Counter(_local(b[2], tz).strftime("%Y-%m") for b in bans
-                                       if since <= b[2] < until)
-    banned_ips = {b[1] for b in bans if since <= b[2] < until}
-    checked = [ip for ip in banned_ips if ip in facts.dnsbl]
-    zones: Counter[str] = Counter(z for ip in checked for z in facts.dnsbl[ip])
-    by_time = sorted(ips.items(), key=lambda kv: (-(kv[1][2] - kv[1][1]), kv[0]))[:TOP]
-    by_days = sorted(ips.items(), key=lambda kv: (-kv[1][3], -kv[1][0], kv[0]))[:TOP]
+    month_sql = ("SELECT ip, day FROM period_day" if jail is None
+                 else "SELECT ip, day FROM period_day WHERE jail = ?")
+    day_month = facts.day_month
+    pairs = {(ip, day_month[day]) for ip, day in db.execute(month_sql, args)}
+    month_stats: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    named_of = facts.named
+    first_of = facts.first_day
+    for ip, month in pairs:
+        entry = month_stats[month]  # active, new, looked up, named
+        entry[0] += 1
+        first = first_of.get(ip)
+        if first is not None and day_month.get(first) == month:
+            entry[1] += 1
+        named = named_of.get(ip)
+        if named is not None:
+            entry[2] += 1
+            entry[3] += named
+    ordered = sorted(month_stats.items())
+    rdns = [[m, round(v[3] / v[2], 4) if v[2] else None, v[3], v[2]] for m, v in ordered]
+    new_returning = [[m, v[1], v[0] - v[1]] for m, v in ordered]
+    longest = db.execute(f"SELECT ip, first, last, n FROM {source} ORDER BY last - first DESC, "
+                         "ip LIMIT ?", [*args, TOP]).fetchall()
+    persistent = db.execute(f"SELECT ip, n, days, first, last FROM {source} ORDER BY days DESC, "
+                            "n DESC, ip LIMIT ?", [*args, TOP]).fetchall()
+    started = _ban_hours(db, jail, "banned_at", since, until)
+    bans_month: Counter[str] = Counter()
+    for hour, count in started:
+        bans_month[clock.hour_labels(hour)[0]] += count
+    dnsbl = _dnsbl(db, facts, jail, since, until)
+    priv = Counter({u: users[u] for u in privileged if users.get(u)})
     return {
-        "attempts_total": total, "addresses_total": len(ips),
+        "attempts_total": sum(per_hour), "addresses_total": addresses,
         "bans_total": sum(bans_month.values()),
-        "attempts_per_month": _series(per_month), "attempts_per_day": _series(per_day),
+        "attempts_per_month": [[k, per_month[k]] for k in sorted(per_month)],
+        "attempts_per_day": [[k, per_day[k]] for k in sorted(per_day)],
         "attempts_per_hour_of_day": per_hour,
         "privileged_attempts": [[u, n] for u, n in priv.most_common()],
         "privileged_total": sum(priv.values()),
-        "bans_per_month": _series(bans_month),
-        "ban_table_size": _table_size(bans, tz, since, until),
+        "bans_per_month": [[k, bans_month[k]] for k in sorted(bans_month)],
+        "ban_table_size": _table_size(db, jail, clock, since, until),
         "top_countries": ranked[:top_n], "until_country": until_entry,
         "rdns_share_per_month": rdns,
         "top_accounts": [[u or "(none)", n] for u, n in users.most_common(TOP)],
-        "dnsbl": {"banned": len(banned_ips), "checked": len(checked),
-                  "listed": sum(1 for ip in checked if facts.dnsbl[ip]),
-                  "by_zone": [[z, n] for z, n in zones.most_common()]},
+        "dnsbl": dnsbl,
         "new_vs_returning_per_month": new_returning,
-        "longest_running": [{"ip": ip, "first": v[1], "last": v[2],
-                             "days": round((v[2] - v[1]) / DAY, 2), "attempts": v[0]}
-                            for ip, v in by_time],
-        "most_persistent": [{"ip": ip, "attempts": v[0], "active_days": v[3], "first": v[1],
-                             "last": v[2]} for ip, v in by_days],
+        "longest_running": [{"ip": ip, "first": first, "last": last,
+                             "days": round((last - first) / DAY, 2), "attempts": n}
+                            for ip, first, last, n in longest],
+        "most_persistent": [{"ip": ip, "attempts": n, "active_days": days, "first": first,
+                             "last": last} for ip, n, days, first, last in persistent],
     }
 
 
-def _table_size(bans: list[tuple[str, str, float, float | None]], tz: tzinfo, since: float,
+def _dnsbl(db: sqlite3.Connection, facts: _Facts, jail: str | None, since: float,
+           until: float) -> dict[str, Any]:
+    """DNSBL listings of the addresses banned in the period (as far as they were checked)."""
+    where, params = ("", []) if jail is None else (" AND jail = ?", [jail])
+    banned = {ip for (ip,) in db.execute(
+        f"SELECT ip FROM ban_history WHERE banned_at >= ? AND banned_at < ?{where}",
+        [since, until, *params])}
+    checked = listed = 0
+    zones: Counter[str] = Counter()
+    for ip in banned:
+        found = facts.dnsbl.get(ip)
+        if found is None:
+            continue
+        checked += 1
+        if found:
+            listed += 1
+            zones.update(found.split())
+    return {"banned": len(banned), "checked": checked, "listed": listed,
+            "by_zone": [[z, n] for z, n in zones.most_common()]}
+
+
+def _table_size(db: sqlite3.Connection, jail: str | None, clock: _Clock, since: float,
                 until: float) -> list[list[Any]]:
-    """Active bans at the end of each local day of the period."""
-    if not bans:
+    """Active bans at the end of each local day of the period, from hourly starts and ends."""
+    where, params = ("", []) if jail is None else (" AND jail = ?", [jail])
+    first = db.execute(f"SELECT min(banned_at) FROM ban_history WHERE banned_at < ?{where}",
+                       [until, *params]).fetchone()[0]
+    if first is None:
         return []
-    events: list[tuple[float, int]] = []
-    for _jail, _ip, start, end in bans:
-        events.append((start, 1))
-        if end is not None:
-            events.append((end, -1))
-    events.sort()
+    before = db.execute(
+        "SELECT count(*) FROM ban_history WHERE banned_at < ? AND (coalesce(ended_at, "
+        f"expires_at) IS NULL OR coalesce(ended_at, expires_at) >= ?){where}",
+        [since, since, *params]).fetchone()[0] if first < since else 0
+    start = max(since, first)
+    delta: Counter[str] = Counter()
+    for hour, count in _ban_hours(db, jail, "banned_at", start, until):
+        delta[clock.hour_labels(hour)[1]] += count
+    for hour, count in _ban_hours(db, jail, "ended", start, until):
+        delta[clock.hour_labels(hour)[1]] -= count
+    tz = clock.tz
+    day = datetime.fromtimestamp(start, tz).date()
+    last = datetime.fromtimestamp(until, tz).date()
     out: list[list[Any]] = []
-    day = _local(max(since, min(b[2] for b in bans)), tz).replace(hour=0, minute=0, second=0,
-                                                                  microsecond=0)
-    active = 0
-    index = 0
-    last_day = _local(until, tz)
-    while day <= last_day:
-        nxt = day.replace(hour=23, minute=59, second=59)
-        while index < len(events) and events[index][0] <= nxt.timestamp():
-            active += events[index][1]
-            index += 1
-        if nxt.timestamp() >= since:
-            out.append([day.strftime("%Y-%m-%d"), active])
-        day = datetime.fromtimestamp(nxt.timestamp() + 1, tz)
-        if len(out) > 5000:
-            break
+    active = before
+    while day <= last:
+        key = day.isoformat()
+        active += delta[key]
+        out.append([key, active])
+        day += timedelta(days=1)
     return out
 
 
@@ -237,51 +301,33 @@ def compute_report(db: sqlite3.Connection, *, since: float, until: float, tz: tz
                    jails: Sequence[str] | None = None, privileged: Sequence[str] = ("root",),
                    until_country: str | None = None, host: str = "",
                    now: float | None = None) -> dict[str, Any]:
-    data = _load(db, since, until, jails)
-    names = sorted(set(data.hours) | set(data.ips))
-    jail_filter = ""
-    params: list[Any] = []
-    if jails:
-        jail_filter = f" WHERE jail IN ({','.join('?' * len(jails))})"
-        params = list(jails)
-    bans = [(j, ip, float(a), None if e is None else float(e)) for j, ip, a, e in db.execute(
-        "SELECT jail, ip, banned_at, coalesce(ended_at, expires_at) FROM ban_history"
-        + jail_filter, params)]
-    all_ips = _merge_ips(data.ips.values())
-    facts = _Facts(db, set(all_ips) | {b[1] for b in bans})
-    first_seen: dict[str, int] = {}
-    for ip, day in db.execute("SELECT ip, min(day) FROM roll_day_ip GROUP BY ip"):
-        first_seen[ip] = day
-    for ip, t in db.execute("SELECT ip, min(t) FROM failures GROUP BY ip"):
-        day = int(t // DAY)
-        if ip not in first_seen or day < first_seen[ip]:
-            first_seen[ip] = day
+    end = datetime.fromtimestamp(until, tz)
+    offset_delta = end.utcoffset() or timedelta(0)
+    clock = _Clock(tz, offset_delta.total_seconds())
+    _prepare(db, since, until, jails, tz)
+    hours, users = _attempts(db, since, until, jails)
+    names = sorted(set(hours) | {row[0] for row in db.execute(
+        "SELECT DISTINCT jail FROM period_ip")})
     overall_hours: Counter[int] = Counter()
     overall_users: Counter[str] = Counter()
     per_service: dict[str, Counter[str]] = defaultdict(Counter)
     for name in names:
-        overall_hours.update(data.hours[name])
-        overall_users.update(data.users[name])
-    jail_filters = dict(db.execute("SELECT DISTINCT jail, jail FROM ban_history"))
-    for name in names:
-        per_service[_service(name, jail_filters)].update(data.users[name])
-    args = (facts, first_seen, tz, privileged, until_country, since, until)
-    offset = _local(until, tz).strftime("%z")
+        overall_hours.update(hours[name])
+        overall_users.update(users[name])
+        per_service[service_of(name)].update(users[name])
+    shared = (clock, privileged, until_country, since, until)
+    facts = _Facts(db)
+    overall = _section(db, facts, None, overall_hours, overall_users, *shared)
+    per_jail = {name: (overall if len(names) == 1 else
+                       _section(db, facts, name, hours[name], users[name], *shared))
+                for name in names}
+    offset = end.strftime("%z")
     return {
         "generated_at": now if now is not None else until,
-        "timezone": f"{_local(until, tz).tzname()} (UTC{offset[:3]}:{offset[3:]})",
+        "timezone": f"{getattr(tz, 'key', None) or end.tzname()} "
+                    f"(UTC{offset[:3]}:{offset[3:]})",
         "since": since, "until": until, "host": host, "jails": names,
-        "overall": _section(overall_hours, overall_users, all_ips, bans, *args),
-        "per_jail": {name: _section(data.hours[name], data.users[name], data.ips[name],
-                                    [b for b in bans if b[0] == name], *args)
-                     for name in names},
+        "overall": overall, "per_jail": per_jail,
         "top_accounts_by_service": {svc: [[u or "(none)", n] for u, n in c.most_common(TOP)]
                                     for svc, c in sorted(per_service.items())},
     }
-
-
-def _service(jail: str, _known: dict[str, str]) -> str:
-    for prefix, service in SERVICES.items():
-        if jail.startswith(prefix):
-            return service
-    return jail

@@ -115,6 +115,20 @@ LOCAL_STEPS: tuple[Step, ...] = (
         )""",
         "CREATE INDEX IF NOT EXISTS incidents_ip ON incidents (ip, sent_at)",
     )),
+    Step(5, "enrichment facts the reports join on, as columns (no JSON parsing per report)", (
+        "ALTER TABLE enrichment ADD COLUMN country TEXT",
+        "ALTER TABLE enrichment ADD COLUMN country_name TEXT",
+        "ALTER TABLE enrichment ADD COLUMN named INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE enrichment ADD COLUMN dnsbl_checked INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE enrichment ADD COLUMN dnsbl_zones TEXT NOT NULL DEFAULT ''",
+        """UPDATE enrichment SET
+            country = json_extract(data, '$.country_iso'),
+            country_name = json_extract(data, '$.country_name'),
+            named = coalesce(json_array_length(data, '$.rdns_confirmed'), 0) > 0,
+            dnsbl_checked = coalesce(json_array_length(data, '$.dnsbl_checked'), 0) > 0,
+            dnsbl_zones = coalesce((SELECT group_concat(json_extract(z.value, '$.zone'), ' ')
+                                    FROM json_each(data, '$.dnsbl') z), '')""",
+    )),
 )
 
 
@@ -226,9 +240,14 @@ class SqliteStore:
 
     # -- enrichment ---------------------------------------------------------------------
 
-    def save_enrichment(self, ip: str, fetched_at: float, data: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO enrichment VALUES (?, ?, ?)",
-                         (ip, fetched_at, data))
+    def save_enrichment(self, ip: str, fetched_at: float, data: str, *,
+                        country: str | None = None, country_name: str | None = None,
+                        named: bool = False, dnsbl_checked: bool = False,
+                        dnsbl_zones: str = "") -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO enrichment (ip, fetched_at, data, country, country_name, "
+            "named, dnsbl_checked, dnsbl_zones) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ip, fetched_at, data, country, country_name, named, dnsbl_checked, dnsbl_zones))
 
     def enrichment_of(self, ips: Sequence[str]) -> dict[str, str]:
         """Stored enrichment JSON by address (chunked: SQLite limits parameters)."""
