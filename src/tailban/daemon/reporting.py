@@ -10,6 +10,7 @@ import asyncio
 import logging
 import socket
 import sqlite3
+from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from tailban.tools.incident import (
     last_sent,
     reporter_of,
 )
+from tailban.tools.report import local_zone
 
 if TYPE_CHECKING:
     from tailban.daemon.server import Daemon
@@ -60,7 +62,7 @@ class Reporting:
         self._timer: asyncio.TimerHandle | None = None
         self.sent = 0
         self.next_at: float | None = None
-        self.tz = datetime.now().astimezone().tzinfo
+        self.tz = local_zone()
 
     def start(self) -> None:
         self._schedule()
@@ -99,8 +101,10 @@ class Reporting:
             log.error("report not made: %s", exc)
             return
         subject = f"[tailban] report for {socket.gethostname()}: {total:,} attempts"
-        mailer.send_message(report_message(mailer.settings, subject, text, html),
-                            "report mail", history.report_destination)
+        settings = mailer.settings if not history.report_destination else replace(
+            mailer.settings, destination=history.report_destination)
+        mailer.send_message(report_message(settings, subject, text, html), "report mail",
+                            history.report_destination)
         self.sent += 1
 
     def _render(self, since: float, until: float) -> tuple[str, str, int]:

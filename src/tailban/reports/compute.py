@@ -146,10 +146,10 @@ def _attempts(db: sqlite3.Connection, since: float, until: float,
     return hours, users
 
 
-def _ban_hours(db: sqlite3.Connection, jail: str | None, column: str, since: float,
+def _ban_hours(db: sqlite3.Connection, jails: Sequence[str] | None, column: str, since: float,
                until: float) -> list[tuple[int, int]]:
     """Bans starting (``banned_at``) or ending (``ended``) per UTC hour, for one jail or all."""
-    where, params = ("", []) if jail is None else (" AND jail = ?", [jail])
+    where, params = _in(jails)
     expr = "banned_at" if column == "banned_at" else "coalesce(ended_at, expires_at)"
     return [(int(h), int(n)) for h, n in db.execute(
         f"SELECT CAST({expr} / 3600 AS INTEGER), count(*) FROM ban_history "
@@ -157,8 +157,9 @@ def _ban_hours(db: sqlite3.Connection, jail: str | None, column: str, since: flo
         "GROUP BY 1", [since, until, until, *params])]
 
 
-def _section(db: sqlite3.Connection, facts: _Facts, jail: str | None, hours: Counter[int],
-             users: Counter[str], clock: _Clock, privileged: Sequence[str],
+def _section(db: sqlite3.Connection, facts: _Facts, jail: str | None,
+             selection: Sequence[str] | None, hours: Counter[int], users: Counter[str],
+             clock: _Clock, privileged: Sequence[str],
              until_country: str | None, since: float, until: float) -> dict[str, Any]:
     per_month: Counter[str] = Counter()
     per_day: Counter[str] = Counter()
@@ -216,11 +217,12 @@ def _section(db: sqlite3.Connection, facts: _Facts, jail: str | None, hours: Cou
                          "ip LIMIT ?", [*args, TOP]).fetchall()
     persistent = db.execute(f"SELECT ip, n, days, first, last FROM {source} ORDER BY days DESC, "
                             "n DESC, ip LIMIT ?", [*args, TOP]).fetchall()
-    started = _ban_hours(db, jail, "banned_at", since, until)
+    selected = [jail] if jail is not None else selection
+    started = _ban_hours(db, selected, "banned_at", since, until)
     bans_month: Counter[str] = Counter()
     for hour, count in started:
         bans_month[clock.hour_labels(hour)[0]] += count
-    dnsbl = _dnsbl(db, facts, jail, since, until)
+    dnsbl = _dnsbl(db, facts, selected, since, until)
     priv = Counter({u: users[u] for u in privileged if users.get(u)})
     return {
         "attempts_total": sum(per_hour), "addresses_total": addresses,
@@ -231,7 +233,7 @@ def _section(db: sqlite3.Connection, facts: _Facts, jail: str | None, hours: Cou
         "privileged_attempts": [[u, n] for u, n in priv.most_common()],
         "privileged_total": sum(priv.values()),
         "bans_per_month": [[k, bans_month[k]] for k in sorted(bans_month)],
-        "ban_table_size": _table_size(db, jail, clock, since, until),
+        "ban_table_size": _table_size(db, selected, clock, since, until),
         "top_countries": ranked[:top_n], "until_country": until_entry,
         "rdns_share_per_month": rdns,
         "top_accounts": [[u or "(none)", n] for u, n in users.most_common(TOP)],
@@ -245,10 +247,10 @@ def _section(db: sqlite3.Connection, facts: _Facts, jail: str | None, hours: Cou
     }
 
 
-def _dnsbl(db: sqlite3.Connection, facts: _Facts, jail: str | None, since: float,
+def _dnsbl(db: sqlite3.Connection, facts: _Facts, jails: Sequence[str] | None, since: float,
            until: float) -> dict[str, Any]:
     """DNSBL listings of the addresses banned in the period (as far as they were checked)."""
-    where, params = ("", []) if jail is None else (" AND jail = ?", [jail])
+    where, params = _in(jails)
     banned = {ip for (ip,) in db.execute(
         f"SELECT ip FROM ban_history WHERE banned_at >= ? AND banned_at < ?{where}",
         [since, until, *params])}
@@ -266,10 +268,11 @@ def _dnsbl(db: sqlite3.Connection, facts: _Facts, jail: str | None, since: float
             "by_zone": [[z, n] for z, n in zones.most_common()]}
 
 
-def _table_size(db: sqlite3.Connection, jail: str | None, clock: _Clock, since: float,
+def _table_size(db: sqlite3.Connection, jails: Sequence[str] | None, clock: _Clock,
+                since: float,
                 until: float) -> list[list[Any]]:
     """Active bans at the end of each local day of the period, from hourly starts and ends."""
-    where, params = ("", []) if jail is None else (" AND jail = ?", [jail])
+    where, params = _in(jails)
     first = db.execute(f"SELECT min(banned_at) FROM ban_history WHERE banned_at < ?{where}",
                        [until, *params]).fetchone()[0]
     if first is None:
@@ -280,9 +283,9 @@ def _table_size(db: sqlite3.Connection, jail: str | None, clock: _Clock, since: 
         [since, since, *params]).fetchone()[0] if first < since else 0
     start = max(since, first)
     delta: Counter[str] = Counter()
-    for hour, count in _ban_hours(db, jail, "banned_at", start, until):
+    for hour, count in _ban_hours(db, jails, "banned_at", start, until):
         delta[clock.hour_labels(hour)[1]] += count
-    for hour, count in _ban_hours(db, jail, "ended", start, until):
+    for hour, count in _ban_hours(db, jails, "ended", start, until):
         delta[clock.hour_labels(hour)[1]] -= count
     tz = clock.tz
     day = datetime.fromtimestamp(start, tz).date()
@@ -317,10 +320,14 @@ def compute_report(db: sqlite3.Connection, *, since: float, until: float, tz: tz
         per_service[service_of(name)].update(users[name])
     shared = (clock, privileged, until_country, since, until)
     facts = _Facts(db)
-    overall = _section(db, facts, None, overall_hours, overall_users, *shared)
-    per_jail = {name: (overall if len(names) == 1 else
-                       _section(db, facts, name, hours[name], users[name], *shared))
-                for name in names}
+    overall = _section(db, facts, None, jails, overall_hours, overall_users, *shared)
+    ban_jails = {row[0] for row in db.execute("SELECT DISTINCT jail FROM ban_history")}
+    per_jail: dict[str, Any] = {}
+    for name in names:
+        # one jail and nobody else's bans: its section IS the overall one, computed once
+        same = len(names) == 1 and ban_jails <= {name}
+        per_jail[name] = overall if same else _section(db, facts, name, None, hours[name],
+                                                       users[name], *shared)
     offset = end.strftime("%z")
     return {
         "generated_at": now if now is not None else until,

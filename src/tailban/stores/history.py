@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 ROLLED_KEY = "history_rolled_until"
+ROWID_KEY = "history_rolled_rowid"  # failures up to this rowid were looked at by a roll-up
 HOUR = 3600
 DAY = 86400
 
@@ -22,34 +23,47 @@ def rolled_until(db: sqlite3.Connection) -> float:
 
 
 def roll_up(db: sqlite3.Connection, now: float) -> int:
-    """Roll every completed hour not rolled yet into the roll-ups; returns rows rolled."""
+    """Roll every completed hour not rolled yet into the roll-ups; returns rows rolled.
+
+    Rows are picked by time (the hours since the last roll-up) and, for failures written
+    late with a time already rolled (a replayed old log), by rowid: each row is rolled
+    exactly once.
+    """
     start = rolled_until(db)
     end = float(int(now // HOUR) * HOUR)
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (ROWID_KEY,)).fetchone()
+    seen = int(row[0]) if row else 0
+    top = db.execute("SELECT coalesce(max(rowid), 0) FROM failures").fetchone()[0]
     if start == 0.0:
         first = db.execute("SELECT min(t) FROM failures").fetchone()[0]
         if first is None:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ROLLED_KEY, str(end)))
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           [(ROLLED_KEY, str(end)), (ROWID_KEY, str(top))])
             return 0
         start = float(int(first // HOUR) * HOUR)
-    if end <= start:
+    if end <= start and top <= seen:
         return 0
+    end = max(end, start)
+    which = ("(t >= ? AND t < ?) OR (rowid > ? AND rowid <= ? AND t < ?)",
+             (start, end, seen, top, start))
     db.execute("BEGIN")
     try:
         db.execute(
             "INSERT INTO roll_hour_user (hour, jail, user, count) "
             "SELECT CAST(t / 3600 AS INTEGER), jail, coalesce(user, ''), sum(count) "
-            "FROM failures WHERE t >= ? AND t < ? GROUP BY 1, 2, 3 "
+            f"FROM failures WHERE {which[0]} GROUP BY 1, 2, 3 "
             "ON CONFLICT (hour, jail, user) DO UPDATE SET count = count + excluded.count",
-            (start, end))
+            which[1])
         cur = db.execute(
             "INSERT INTO roll_day_ip (day, jail, ip, count, first, last) "
             "SELECT CAST(t / 86400 AS INTEGER), jail, ip, sum(count), min(t), max(t) "
-            "FROM failures WHERE t >= ? AND t < ? GROUP BY 1, 2, 3 "
+            f"FROM failures WHERE {which[0]} GROUP BY 1, 2, 3 "
             "ON CONFLICT (day, jail, ip) DO UPDATE SET count = count + excluded.count, "
             "first = min(first, excluded.first), last = max(last, excluded.last)",
-            (start, end))
+            which[1])
         rows = cur.rowcount
-        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ROLLED_KEY, str(end)))
+        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                       [(ROLLED_KEY, str(end)), (ROWID_KEY, str(top))])
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

@@ -22,6 +22,7 @@ from tailban.reports.incident import (
     jpcert_message,
     xarf_message,
 )
+from tailban.stores.history import rolled_until
 
 TEMPLATES = {"jpcert": jpcert_message, "abuse": abuse_message, "xarf": xarf_message}
 
@@ -32,18 +33,24 @@ class NoIncident(Exception):
 
 def build_incident(db: sqlite3.Connection, ip: str, since: float, tz: tzinfo,
                    ) -> Incident:
+    # Counts like the report: roll-ups before rolled_until, raw rows after it (raw rows are
+    # kept after being rolled up, so counting both would count them twice). Evidence lines
+    # come from every raw row in the period.
+    rolled = rolled_until(db)
     rows = db.execute("SELECT t, jail, count, line FROM failures WHERE ip = ? AND t >= ? "
                       "ORDER BY t", (ip, since)).fetchall()
     counts: dict[str, int] = {}
     first = last = None
     for t, jail, count, _line in rows:
+        if t < rolled:
+            continue
         counts[jail] = counts.get(jail, 0) + count
         first = t if first is None else min(first, t)
         last = t if last is None else max(last, t)
-    rolled = db.execute("SELECT jail, sum(count), min(first), max(last) FROM roll_day_ip "
-                        "WHERE ip = ? AND last >= ? AND first < coalesce(?, 1e18) "
-                        "GROUP BY jail", (ip, since, first)).fetchall()
-    for jail, count, r_first, r_last in rolled:
+    rolled_rows = db.execute(
+        "SELECT jail, sum(count), min(first), max(last) FROM roll_day_ip "
+        "WHERE ip = ? AND last >= ? AND first < ? GROUP BY jail", (ip, since, rolled))
+    for jail, count, r_first, r_last in rolled_rows:
         counts[jail] = counts.get(jail, 0) + int(count)
         first = r_first if first is None else min(first, r_first)
         last = r_last if last is None else max(last, r_last)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -34,9 +35,54 @@ def parse_when(text: str, now: float) -> float:
 
 
 def local_zone() -> tzinfo:
+    """The system's zone with its daylight-saving rules (not today's fixed offset), so a
+    year's report puts summer and winter hours where they belong."""
+    from pathlib import Path
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    names = []
+    if os.environ.get("TZ"):
+        names.append(os.environ["TZ"].lstrip(":"))
+    with contextlib.suppress(OSError):
+        names.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    try:
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            names.append(target.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in names:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
     zone = datetime.now().astimezone().tzinfo
     assert zone is not None
     return zone
+
+
+def ensure_current_schema(path: str) -> str | None:
+    """Bring an older store forward before reading it read-only; an error text if we can't."""
+    import sqlite3
+
+    from tailban.stores.migrations import latest
+    from tailban.stores.sqlite import LOCAL_STEPS, SqliteStore
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.Error as exc:
+        return f"{path} is not a tailban database ({exc})"
+    finally:
+        db.close()
+    if row is not None and int(row[0]) >= latest(LOCAL_STEPS):
+        return None
+    try:
+        SqliteStore(path).close()
+    except (sqlite3.Error, OSError) as exc:
+        return (f"{path} has an older schema and could not be upgraded ({exc}); start the "
+                "daemon once, or run the report as a user who may write the file")
+    return None
 
 
 def report_command(conf: str, db_path: str | None, since: str, until: str | None,
@@ -53,6 +99,10 @@ def report_command(conf: str, db_path: str | None, since: str, until: str | None
     path = db_path or settings.dbfile
     if not os.path.exists(path):
         print(f"tailban: no database at {path}", file=sys.stderr)
+        return 1
+    problem = ensure_current_schema(path)
+    if problem:
+        print(f"tailban: {problem}", file=sys.stderr)
         return 1
     db = open_readonly(path)
     try:
@@ -120,6 +170,10 @@ def incident_command(conf: str, db_path: str | None, ip: str, since: str,
     if not os.path.exists(path):
         print(f"tailban: no database at {path}", file=sys.stderr)
         return 1
+    problem = ensure_current_schema(path)
+    if problem:
+        print(f"tailban: {problem}", file=sys.stderr)
+        return 1
     db = sqlite3.connect(path, timeout=10)
     try:
         incident = build_incident(db, address, start, local_zone())
@@ -128,7 +182,7 @@ def incident_command(conf: str, db_path: str | None, ip: str, since: str,
         message, settings = incident_message(template or history.incident_template, mail,
                                              reporter, incident, to)
         if not send:
-            sys.stdout.write(message.as_string())
+            sys.stdout.write(preview(message))
             print(f"\n(not sent: add --send to mail it to {to})", file=sys.stderr)
             return 0
         if target != "me":
@@ -150,3 +204,14 @@ def incident_command(conf: str, db_path: str | None, ip: str, since: str,
         return 1
     finally:
         db.close()
+
+
+def preview(message: Any) -> str:
+    """Headers and decoded text parts: what the recipient will read, not the MIME bytes."""
+    lines = [f"{key}: {value}" for key, value in message.items()]
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            name = part.get_filename()
+            lines += ["", f"--- {part.get_content_type()}" + (f" ({name})" if name else "")
+                      + " ---", part.get_content()]
+    return "\n".join(lines) + "\n"
