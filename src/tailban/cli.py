@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="the database (default: dbfile from tailban.conf)")
     p.add_argument("--mail", action="store_true", help="ask the daemon to mail the scheduled "
                    "report now (HTML with a plain-text part)")
+    p = add("alerts", "anomaly alerts: unusual logins, attack waves, distributed attacks; "
+            "`alerts ack ID [--learn]` marks one as expected", json_flag=True)
+    p.add_argument("action", nargs="?", choices=("ack",))
+    p.add_argument("id", nargs="?", type=int)
+    p.add_argument("--learn", action="store_true",
+                   help="with ack: the login model takes this login as normal from now on")
+    p.add_argument("--since", default="30d", help="30d, 1y or a date (default 30d)")
+    p.add_argument("--db", help="the database (default: dbfile from tailban.conf)")
     p = add("incident", "an incident report about an address, for a CERT or an abuse desk")
     p.add_argument("ip")
     p.add_argument("--since", default="30d", help="period of the evidence (default 30d)")
@@ -170,6 +178,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tailban.tools.report import report_command
         return report_command(args.conf, args.db, args.since, args.until, args.jail,
                               args.format, args.out, args.until_country)
+    if command == "alerts" and args.action == "ack":
+        if args.id is None:
+            print("tailban: alerts ack needs an alert id", file=sys.stderr)
+            return 2
+        result = call(_socket(args), "alert-ack", id=args.id, learn=args.learn)
+        print(f"alert {result['id']} acknowledged"
+              + ("; the login model learned it as normal" if result["learned"] else ""))
+        return 0
+    if command == "alerts":
+        from tailban.tools.report import alerts_command
+        return alerts_command(args.conf, args.db, args.since, args.json)
     if command == "incident":
         from tailban.tools.report import incident_command
         return incident_command(args.conf, args.db, args.ip, args.since, args.template,

@@ -20,6 +20,7 @@ from tailban.config.ini import IniDocument, Value
 from tailban.config.model import Config, DaemonSettings, JailConfig
 from tailban.config.sections import (
     SECTIONS,
+    anomaly_settings,
     enrich_settings,
     fleet_settings,
     history_settings,
@@ -52,7 +53,8 @@ _JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "fi
               "bantime.maxtime", "bantime.rndtime", "bantime.overalljails",
               "banprefix4", "banprefix6", "banlist", "account_maxretry", "account_findtime",
               "account_action", "reset_on_success", "share", "fleet_bantime", "fleet_trust",
-              "action", "dnsbl_action", "destemail", "sender"}
+              "action", "dnsbl_action", "destemail", "sender", "anomaly_action",
+              "netban_action", "wave_alerts"}
 # fail2ban options that mean nothing here yet: accepted with a warning so a fail2ban
 # jail.local keeps loading instead of failing on its first line.
 _FAIL2BAN_IGNORED = {"chain", "mta", "ignorecommand",
@@ -205,7 +207,7 @@ def _daemon_settings(doc: IniDocument) -> DaemonSettings:
         flushonstop=typed("flushonstop", parse_bool, base.flushonstop), table=table,
         checkinterval=typed("checkinterval", parse_duration, base.checkinterval),
         fleet=fleet_settings(doc), enrich=enrich_settings(doc),
-        history=history_settings(doc))
+        history=history_settings(doc), anomaly=anomaly_settings(doc))
 
 
 def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailConfig:
@@ -284,7 +286,10 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
         share=typed("share", _share, "both"),
         fleet_bantime=typed("fleet_bantime", _fleet_bantime, None),
         fleet_trust=typed("fleet_trust", parse_trust, None), mail=mail,
-        dnsbl_action=typed("dnsbl_action", _dnsbl_action, "none"), source_file=origin)
+        dnsbl_action=typed("dnsbl_action", _dnsbl_action, "none"),
+        anomaly_action=typed("anomaly_action", _alert_action, "alert"),
+        netban_action=typed("netban_action", _alert_action, "alert"),
+        wave_alerts=typed("wave_alerts", parse_bool, True), source_file=origin)
 
 
 def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T:
@@ -309,6 +314,13 @@ def _mail_action(text: str) -> str:
     if re.search(r"(?<![\w-])(?:send)?mail(?![\w-])", lowered):
         return "mail"
     return "none"
+
+
+def _alert_action(text: str) -> str:
+    key = text.strip().lower()
+    if key not in ("alert", "ban", "none"):
+        raise ValueError("expected alert, ban or none")
+    return key
 
 
 def _dnsbl_action(text: str) -> str:

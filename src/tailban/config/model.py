@@ -74,6 +74,20 @@ class HistorySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AnomalySettings:
+    """``[anomaly]``: the detectors' knobs; they run beside the ban path, never on it."""
+
+    enabled: bool = True
+    min_history: int = 20  # logins of an account before its habits are judged
+    threshold: float = 6.0
+    mail: bool = True  # mail alerts (when [mail] is set), at most one per subject+reason a day
+    net_window: float = 600.0
+    net_min_addresses: int = 5
+    net_min_accounts: int = 5
+    wave_warmup: int = 60  # minutes
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonSettings:
     """``tailban.conf`` ``[Definition]``: where the daemon keeps its socket, pid and state."""
 
@@ -91,6 +105,7 @@ class DaemonSettings:
     mail: MailSettings | None = None  # None: no [mail] destination
     mail_startstop: bool = True
     history: HistorySettings = field(default_factory=HistorySettings)
+    anomaly: AnomalySettings = field(default_factory=AnomalySettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +141,9 @@ class JailConfig:
     fleet_trust: tuple[str, ...] | None = None  # None: [fleet] trust
     mail: str = "none"  # none | mail | mail-whois | mail-whois-lines (fail2ban's action)
     dnsbl_action: str = "none"  # none | tag | ban
+    anomaly_action: str = "alert"  # alert | ban | none: unusual successful logins
+    netban_action: str = "alert"  # alert | ban | none: distributed attacks from one network
+    wave_alerts: bool = True  # attack-wave start/end alerts
     source_file: str = ""
 
     @property

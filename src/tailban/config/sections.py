@@ -14,7 +14,12 @@ from typing import TypeVar
 
 from tailban.config.errors import ConfigError
 from tailban.config.ini import IniDocument
-from tailban.config.model import EnrichSettings, FleetSettings, HistorySettings
+from tailban.config.model import (
+    AnomalySettings,
+    EnrichSettings,
+    FleetSettings,
+    HistorySettings,
+)
 from tailban.core.durations import parse_duration
 from tailban.notify.mail import MailSettings, valid_address
 
@@ -39,6 +44,8 @@ SECTIONS: dict[str, frozenset[str]] = {
                        "sendmail_path", "charset", "timeout", "subject", "body", "digest",
                        "startstop"}),
     "history": frozenset({"keep", "raw"}),
+    "anomaly": frozenset({"enabled", "min_history", "threshold", "mail", "net_window",
+                          "net_min_addresses", "net_min_accounts", "wave_warmup"}),
     "report": frozenset({"schedule", "destination", "since", "privileged"}),
     "incident": frozenset({"min_interval", "auto", "template", "reporter_name",
                            "reporter_org", "reporter_email", "reporter_phone"}),
@@ -331,3 +338,24 @@ def history_settings(doc: IniDocument) -> HistorySettings:
         reporter_org=incident.get("reporter_org", _one_line, ""),
         reporter_email=email[0] if email else "",
         reporter_phone=incident.get("reporter_phone", _one_line, ""))
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return int(text)
+
+
+def anomaly_settings(doc: IniDocument) -> AnomalySettings:
+    read = SectionReader(doc, "anomaly")
+    base = AnomalySettings()
+    return AnomalySettings(
+        enabled=read.get("enabled", parse_bool, base.enabled),
+        min_history=read.get("min_history", _positive_int, base.min_history),
+        threshold=read.get("threshold", _positive, base.threshold),
+        mail=read.get("mail", parse_bool, base.mail),
+        net_window=read.get("net_window", parse_duration, base.net_window),
+        net_min_addresses=read.get("net_min_addresses", _positive_int,
+                                   base.net_min_addresses),
+        net_min_accounts=read.get("net_min_accounts", _positive_int, base.net_min_accounts),
+        wave_warmup=read.get("wave_warmup", _positive_int, base.wave_warmup))

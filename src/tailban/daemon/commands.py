@@ -36,7 +36,7 @@ class ControlCommands:
             "ping": self._cmd_ping, "status": self._cmd_status, "banned": self._cmd_banned,
             "ban": self._cmd_ban, "unban": self._cmd_unban, "reload": self._cmd_reload,
             "stop": self._cmd_stop, "reconcile": self._cmd_reconcile, "show": self._cmd_show,
-            "mail-report": self._cmd_mail_report,
+            "mail-report": self._cmd_mail_report, "alert-ack": self._cmd_alert_ack,
         }
 
     async def _cmd_ping(self, args: dict[str, Any]) -> str:
@@ -92,6 +92,8 @@ class ControlCommands:
             "fleet": self.daemon.fleet.status() if self.daemon.fleet is not None else None,
             "enrichment": self.daemon.enrichment.status()
             if self.daemon.enrichment is not None else None,
+            "anomaly": self.daemon.anomaly.status() if self.daemon.anomaly is not None
+            else None,
         }
 
     async def _cmd_banned(self, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -114,6 +116,31 @@ class ControlCommands:
                 "dnsbl": [d.get("zone") for d in facts.dnsbl] if facts else [],
             })
         return sorted(rows, key=lambda r: (r["jail"], r["banned_at"]))
+
+    async def _cmd_alert_ack(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Mark an alert as expected; ``learn`` teaches the login model it was normal."""
+        import json
+
+        raw = args.get("id")
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            raise CommandError(f"not an alert id: {raw!r}")
+        row = self.daemon.store.alert(raw)
+        if row is None:
+            raise CommandError(f"no alert {raw}")
+        self.daemon.store.ack_alert(raw, self.daemon.clock())
+        learned = False
+        if args.get("learn"):
+            if row[2] != "login":
+                raise CommandError(f"alert {raw} is a {row[2]} alert: only login alerts can "
+                                   "be learned")
+            if self.daemon.anomaly is None:
+                raise CommandError("anomaly detection is off")
+            event = json.loads(str(row[7])).get("event")
+            if isinstance(event, dict):
+                event["dnsbl"] = tuple(event.get("dnsbl") or ())
+                self.daemon.anomaly.worker.learn(event)
+                learned = True
+        return {"id": raw, "acked": True, "learned": learned}
 
     async def _cmd_mail_report(self, args: dict[str, Any]) -> dict[str, Any]:
         """Mail the scheduled report now (``tailban report --mail``)."""

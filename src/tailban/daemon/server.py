@@ -22,6 +22,7 @@ from tailban.config.load import load_config, read_banlist
 from tailban.config.model import Config, JailConfig
 from tailban.control.server import CommandError, ControlServer
 from tailban.core.events import Ban, Failure, Success, Unban
+from tailban.daemon.anomaly import AnomalyBridge
 from tailban.daemon.commands import ControlCommands
 from tailban.daemon.enrichment import EnrichmentBridge, wants_for
 from tailban.daemon.firewall_worker import FirewallWorker
@@ -83,6 +84,7 @@ class Daemon:
         self.fleet: FleetBridge | None = None
         self.enrichment: EnrichmentBridge | None = None
         self.reporting: Reporting | None = None
+        self.anomaly: AnomalyBridge | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -126,6 +128,9 @@ class Daemon:
             if self.enrichment.mailer is not None:
                 self.reporting = Reporting(self, loop)
                 self.reporting.start()
+        if settings.anomaly.enabled:
+            self.anomaly = AnomalyBridge(self, loop)
+            self.anomaly.start()
         self.logs = LogSet(self.store.load_positions(), self.from_start)
         self.logs.configure(enabled)
         polling = any(j.backend == "polling" for j in enabled)
@@ -163,6 +168,8 @@ class Daemon:
             await loop.run_in_executor(None, self.fleet.stop)
         if self.reporting is not None:
             self.reporting.stop()
+        if self.anomaly is not None:
+            await loop.run_in_executor(None, self.anomaly.stop)
         if self.enrichment is not None:
             await loop.run_in_executor(None, self.enrichment.stop)
         self.watcher.stop()
@@ -309,6 +316,8 @@ class Daemon:
         position = follower.position
         self.record(bans, positions=[position] if position is not None else [],
                     failures=seen, successes=logins)
+        if self.anomaly is not None:
+            self.anomaly.worker.submit(seen, logins)
         if bans:
             self.firewall.submit(bans)
             if enrichment is not None:
@@ -389,8 +398,12 @@ class Daemon:
             await asyncio.sleep(min(SAFETY_POLL, self.config.daemon.checkinterval))
             try:
                 self._process_all()
+                if self.anomaly is not None:
+                    self.anomaly.worker.tick(self.clock())
                 if loop.time() - last_full < self.config.daemon.checkinterval:
                     continue
+                if self.anomaly is not None:
+                    self.anomaly.save()
                 last_full = loop.time()
                 now = self.clock()
                 for jail in self.jails.values():

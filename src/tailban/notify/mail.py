@@ -431,6 +431,20 @@ def lifecycle_message(
     return _new_message(settings, f"[tailban] {verb} on {host}", "\n".join(lines))
 
 
+def alert_message(settings: MailSettings, alert_id: int, kind: str, jail: str, subject: str,
+                  score: float, reasons: Sequence[str]) -> EmailMessage:
+    """An anomaly alert: what was unusual, in words, and how to mark it as expected."""
+    what = {"login": "unusual login", "wave": "attack wave",
+            "distributed": "distributed attack"}.get(kind, kind)
+    lines = ["Hi,", "", f"tailban noticed an {what} in {clean_line(jail, 100)}:", ""]
+    lines += [f"  - {clean_line(reason)}" for reason in reasons[:20]]
+    lines += ["", f"Alert {alert_id}, score {score:.1f}.",
+              f"If this was expected: tailban alerts ack {alert_id}"
+              + (" --learn" if kind == "login" else ""), "", "Regards,", "tailban", ""]
+    return _new_message(settings, f"[tailban] {what}: {clean_line(subject, 100)}",
+                        "\n".join(lines))
+
+
 def report_message(settings: MailSettings, subject: str, text: str,
                    html: str) -> EmailMessage:
     """The scheduled report: a plain-text part and the self-contained HTML as alternatives."""

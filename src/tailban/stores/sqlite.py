@@ -129,6 +129,26 @@ LOCAL_STEPS: tuple[Step, ...] = (
             dnsbl_zones = coalesce((SELECT group_concat(json_extract(z.value, '$.zone'), ' ')
                                     FROM json_each(data, '$.dnsbl') z), '')""",
     )),
+    Step(6, "anomaly alerts and the detectors' state", (
+        """CREATE TABLE IF NOT EXISTS alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            t REAL NOT NULL,
+            kind TEXT NOT NULL,
+            jail TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            score REAL NOT NULL,
+            reasons TEXT NOT NULL,
+            details TEXT NOT NULL,
+            action TEXT NOT NULL DEFAULT 'alert',
+            acked_at REAL,
+            mailed INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX IF NOT EXISTS alerts_t ON alerts (t)",
+        """CREATE TABLE IF NOT EXISTS anomaly_state (
+            name TEXT PRIMARY KEY,
+            data TEXT NOT NULL
+        )""",
+    )),
 )
 
 
@@ -267,6 +287,33 @@ class SqliteStore:
         keys = ("jail", "banned_at", "expires_at", "ended_at", "end_reason", "failures",
                 "line", "source")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # -- anomaly alerts -------------------------------------------------------------------
+
+    def add_alert(self, t: float, kind: str, jail: str, subject: str, score: float,
+                  reasons: str, details: str, action: str) -> int:
+        cur = self._db.execute(
+            "INSERT INTO alerts (t, kind, jail, subject, score, reasons, details, action) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (t, kind, jail, subject, score, reasons, details, action))
+        return int(cur.lastrowid or 0)
+
+    def alert(self, alert_id: int) -> tuple[object, ...] | None:
+        row = self._db.execute("SELECT id, t, kind, jail, subject, score, reasons, details, "
+                               "action, acked_at FROM alerts WHERE id = ?",
+                               (alert_id,)).fetchone()
+        return None if row is None else tuple(row)
+
+    def ack_alert(self, alert_id: int, at: float) -> None:
+        self._db.execute("UPDATE alerts SET acked_at = ? WHERE id = ?", (at, alert_id))
+
+    def save_state(self, name: str, data: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO anomaly_state VALUES (?, ?)", (name, data))
+
+    def load_state(self, name: str) -> str | None:
+        row = self._db.execute("SELECT data FROM anomaly_state WHERE name = ?",
+                               (name,)).fetchone()
+        return None if row is None else str(row[0])
 
     @property
     def connection(self) -> sqlite3.Connection:

@@ -215,3 +215,48 @@ def preview(message: Any) -> str:
             lines += ["", f"--- {part.get_content_type()}" + (f" ({name})" if name else "")
                       + " ---", part.get_content()]
     return "\n".join(lines) + "\n"
+
+
+def alerts_command(conf: str, db_path: str | None, since: str, as_json: bool) -> int:
+    """List stored alerts, newest last; attacker text stays data (escaped when printed)."""
+    now = time.time()
+    try:
+        start = parse_when(since, now)
+    except ValueError as exc:
+        print(f"tailban: {exc}", file=sys.stderr)
+        return 2
+    path = db_path or load_daemon_settings(conf).dbfile
+    if not os.path.exists(path):
+        print(f"tailban: no database at {path}", file=sys.stderr)
+        return 1
+    problem = ensure_current_schema(path)
+    if problem:
+        print(f"tailban: {problem}", file=sys.stderr)
+        return 1
+    db = open_readonly(path)
+    try:
+        rows = db.execute("SELECT id, t, kind, jail, subject, score, reasons, action, acked_at "
+                          "FROM alerts WHERE t >= ? ORDER BY id", (start,)).fetchall()
+    finally:
+        db.close()
+    alerts = [{"id": r[0], "time": r[1], "kind": r[2], "jail": r[3], "subject": r[4],
+               "score": r[5], "reasons": json.loads(r[6]), "action": r[7],
+               "acked_at": r[8]} for r in rows]
+    if as_json:
+        print(json.dumps(alerts, indent=1, ensure_ascii=False))
+        return 0
+    if not alerts:
+        print("no alerts")
+    for alert in alerts:
+        when = datetime.fromtimestamp(alert["time"]).astimezone().strftime("%Y-%m-%d %H:%M")
+        acked = "  (acknowledged)" if alert["acked_at"] else ""
+        print(f"#{alert['id']} {when} {alert['kind']:<11} {_safe(alert['jail'])} "
+              f"{_safe(alert['subject'])} score {alert['score']:.1f} "
+              f"[{alert['action']}]{acked}")
+        for reason in alert["reasons"]:
+            print(f"    {_safe(reason)}")
+    return 0
+
+
+def _safe(value: object) -> str:
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in str(value))

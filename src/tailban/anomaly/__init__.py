@@ -1,0 +1,1 @@
+"""Detectors for attacks that per-address counting misses: waves and spread-out networks."""
