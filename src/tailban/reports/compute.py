@@ -75,27 +75,29 @@ def _prepare(db: sqlite3.Connection, since: float, until: float,
     where, params = _in(jails)
     db.execute("DROP TABLE IF EXISTS temp.period_day")
     db.execute("DROP TABLE IF EXISTS temp.period_ip")
-    db.execute("DROP TABLE IF EXISTS temp.first_seen")
+    db.execute("CREATE TEMP TABLE period_day (jail TEXT, ip TEXT, day INTEGER, n INTEGER, "
+               "first REAL, last REAL, PRIMARY KEY (jail, ip, day)) WITHOUT ROWID")
     db.execute(
-        "CREATE TEMP TABLE period_day AS "
-        "SELECT jail, ip, day, count AS n, first, last FROM roll_day_ip "
-        "WHERE day >= ? AND day <= ? AND last >= ? AND first < ?" + where + " "
-        "UNION ALL "
-        "SELECT jail, ip, CAST(t / 86400 AS INTEGER), sum(count), min(t), max(t) FROM failures "
-        "WHERE t >= ? AND t < ?" + where + " GROUP BY jail, ip, CAST(t / 86400 AS INTEGER)",
-        [int(since // DAY), int(cut // DAY), since, cut, *params, max(since, rolled), until,
-         *params])
+        "INSERT INTO period_day SELECT jail, ip, day, count, first, last FROM roll_day_ip "
+        "WHERE day >= ? AND day <= ? AND last >= ? AND first < ?" + where,
+        [int(since // DAY), int(cut // DAY), since, cut, *params])
+    db.execute(
+        "INSERT INTO period_day SELECT jail, ip, CAST(t / 86400 AS INTEGER), sum(count), "
+        "min(t), max(t) FROM failures WHERE t >= ? AND t < ?" + where + " "
+        "GROUP BY jail, ip, CAST(t / 86400 AS INTEGER) "
+        "ON CONFLICT (jail, ip, day) DO UPDATE SET n = n + excluded.n, "
+        "first = min(first, excluded.first), last = max(last, excluded.last)",
+        [max(since, rolled), until, *params])
     db.execute(
         "CREATE TEMP TABLE period_ip AS SELECT jail, ip, sum(n) AS n, min(first) AS first, "
-        "max(last) AS last, count(DISTINCT day) AS days "
-        "FROM period_day GROUP BY jail, ip")
-    db.execute("CREATE INDEX temp.period_ip_ip ON period_ip (ip)")
-    db.execute(
-        "CREATE TEMP TABLE first_seen AS SELECT ip, min(day) AS day FROM ("
-        "SELECT ip, min(day) AS day FROM roll_day_ip WHERE ip IN (SELECT ip FROM period_ip) "
-        "GROUP BY ip UNION ALL SELECT ip, CAST(min(t) / 86400 AS INTEGER) FROM failures "
-        "WHERE ip IN (SELECT ip FROM period_ip) GROUP BY ip) GROUP BY ip")
-    db.execute("CREATE INDEX temp.first_seen_ip ON first_seen (ip)")
+        "max(last) AS last, count(*) AS days FROM period_day GROUP BY jail, ip")
+    # first day ever per address: the roll-ups' table, plus addresses not rolled up yet
+    db.execute("DROP TABLE IF EXISTS temp.first_seen")
+    db.execute("CREATE TEMP TABLE first_seen (ip TEXT PRIMARY KEY, day INTEGER) WITHOUT ROWID")
+    db.execute("INSERT INTO first_seen SELECT ip, first_day FROM addresses")
+    db.execute("INSERT INTO first_seen SELECT ip, CAST(min(t) / 86400 AS INTEGER) FROM failures "
+               "WHERE t >= ? GROUP BY ip ON CONFLICT (ip) DO UPDATE SET "
+               "day = min(day, excluded.day)", (rolled,))
     # local month of every UTC day involved, computed exactly here rather than per row
     low = db.execute("SELECT min(day) FROM first_seen").fetchone()[0]
     db.execute("DROP TABLE IF EXISTS temp.day_month")
@@ -170,7 +172,9 @@ def _section(db: sqlite3.Connection, facts: _Facts, jail: str | None,
         per_day[day] += count
         per_hour[hour_of_day] += count
     # one row per address: over all jails for the overall section
-    source = ("(SELECT ip, sum(n) AS n, min(first) AS first, max(last) AS last, "
+    single = db.execute("SELECT count(DISTINCT jail) FROM period_ip").fetchone()[0] <= 1
+    source = ("period_ip" if jail is None and single else
+              "(SELECT ip, sum(n) AS n, min(first) AS first, max(last) AS last, "
               "max(days) AS days FROM period_ip GROUP BY ip)"
               if jail is None else "(SELECT * FROM period_ip WHERE jail = ?)")
     args: list[Any] = [] if jail is None else [jail]

@@ -62,6 +62,11 @@ def roll_up(db: sqlite3.Connection, now: float) -> int:
             "first = min(first, excluded.first), last = max(last, excluded.last)",
             which[1])
         rows = cur.rowcount
+        db.execute(
+            "INSERT INTO addresses (ip, first_day) "
+            f"SELECT ip, CAST(min(t) / 86400 AS INTEGER) FROM failures WHERE {which[0]} "
+            "GROUP BY ip ON CONFLICT (ip) DO UPDATE SET "
+            "first_day = min(first_day, excluded.first_day)", which[1])
         db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                        [(ROLLED_KEY, str(end)), (ROWID_KEY, str(top))])
         db.execute("COMMIT")
@@ -80,6 +85,9 @@ def purge(db: sqlite3.Connection, now: float, raw: float, keep: float) -> tuple[
                          (int(cutoff_keep // HOUR),)).rowcount
     removed += db.execute("DELETE FROM roll_day_ip WHERE day < ?",
                           (int(cutoff_keep // DAY),)).rowcount
+    # an address not seen for `keep` is new again when it comes back
+    db.execute("DELETE FROM addresses WHERE first_day < ? AND ip NOT IN "
+               "(SELECT ip FROM roll_day_ip)", (int(cutoff_keep // DAY),))
     removed += db.execute("DELETE FROM successes WHERE t < ?", (cutoff_keep,)).rowcount
     removed += db.execute("DELETE FROM ban_history WHERE banned_at < ? AND ended_at IS NOT NULL",
                           (cutoff_keep,)).rowcount

@@ -149,6 +149,13 @@ LOCAL_STEPS: tuple[Step, ...] = (
             data TEXT NOT NULL
         )""",
     )),
+    Step(7, "first day each address was seen (reports: new versus returning attackers)", (
+        """CREATE TABLE IF NOT EXISTS addresses (
+            ip TEXT PRIMARY KEY,
+            first_day INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "INSERT OR IGNORE INTO addresses SELECT ip, min(day) FROM roll_day_ip GROUP BY ip",
+    )),
 )
 
 
