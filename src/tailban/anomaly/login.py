@@ -5,29 +5,40 @@ account's own habits can. This is a sans-I/O core: no clock (time comes with eac
 files, no threads, no look-ups (country, AS, position and DNSBL listings are filled in by the
 caller's enrichment). The model is a per-account frequency profile scored in bits of surprise:
 
-* categorical novelty (country, AS, /24 or /48 network, address, auth method, service): an
-  unseen value costs ``log2((n + 2) / (d + 1))`` bits, the inverse of the rate at which the
-  account has met new values so far (rule of succession), so a roaming account that often
-  shows new addresses is less surprised by one more than an account that never moved; a seen
-  value costs only when it is very rare. A new country counts fully only when it is far from
-  every place the account was seen (a neighbouring country is a trip, not a takeover);
+* where from, as a chain country > AS > /24 (/48) network > address: only the broadest level
+  that is new costs, because it implies the rest (a new country's AS is bound to be new). An
+  unseen value costs ``log2((days + 2) / (distinct + 1))`` bits: the inverse of the rate at
+  which the account has met new values per active day (rule of succession; per day, not per
+  login, so a mail client polling every minute does not make novelty look rarer). A roaming
+  account is thus less surprised by one more address than one that never moved, and a new
+  country counts fully only when it is >= 2,000 km from every place the account was seen (a
+  neighbouring country is a trip, not a takeover; a quarter at <= 200 km), and then scores at
+  least ``far_country_floor`` however short the history (or without any position);
+* a new auth method or service, scored the same way;
 * hour of day: a circular, kernel-smoothed 24-bin histogram with a uniform prior, scored as
   the surprise above the account's own entropy (a night owl is not surprised by 03:00);
-* activity in the recent window (logins in ``burst_minutes``, new addresses and countries in
-  ``window_minutes``) as robust z-scores (median / MAD of the account's own learned values);
-* hard evidence: travel speed above ``travel_kmh`` (haversine) and DNSBL listings.
+* activity in the recent window (logins in ``burst_minutes``; addresses that were new when
+  they appeared and countries in ``window_minutes``) as robust z-scores against the median /
+  MAD of the account's own learned values;
+* hard evidence: a hop faster than ``travel_kmh`` over >= ``travel_min_km`` (haversine) from
+  the last learned position, unless that hop (AS to AS) was acknowledged before (a VPN, a
+  jump host, GeoIP placing a mobile carrier at a country's centroid); a DNSBL listing (a third
+  of the weight for an address already learned).
 
 The weighted sum is the score; ``unusual`` means score >= threshold once the account has
-``min_history`` logins over ``min_days``. Scikit-learn's Local Outlier Factor on the same
-features was evaluated (``bench/anomaly_login.py``) and did worse, so it is not used here.
+``min_history`` logins spread over ``min_days`` (during warm-up everything is learned, so an
+intruder already there becomes the habit). Scikit-learn's Local Outlier Factor on the same
+features was evaluated in ``bench/anomaly_login.py`` and did far worse at every threshold, so
+tailban does not depend on it.
 
 Hour of day is computed from ``event.time`` in the *model's* ``tz`` (one zone for the whole
 model, normally the server's): a habit is only comparable within one frame of reference, the
-histogram is relative to the account anyway (a user abroad in another zone simply has their
+histogram is relative to the account anyway (a user living in another zone simply has their
 own shifted habit), and keeping the zone off the event keeps events plain data.
 
 Everything in a reason that came from a log or a look-up is attacker-influenced: it is shown
-bare only when it is made of harmless characters, else repr-quoted, and cut at 64 characters.
+bare only when made of harmless characters, else repr-quoted (control and bidi characters
+escaped), and cut at 64 characters.
 """
 
 from __future__ import annotations
@@ -85,7 +96,8 @@ class Weights:
     The defaults were set on the synthetic evaluation in ``bench/anomaly_login.py``.
     """
 
-    country: float = 1.5
+    country: float = 1.75
+    far_country_floor: float = 6.0  # a new country >= 2,000 km away: at least this, any history
     asn: float = 1.0
     network: float = 0.6
     address: float = 0.4
@@ -438,7 +450,7 @@ class LoginModel:
                 del acct.places[next(iter(acct.places))]
             hop = self._hop(acct, event)
             if hop is not None and hop[2] and sorted(hop[:2]) not in acct.hops:
-                acct.hops.append(sorted(hop[:2]))  # learned: so it was confirmed genuine
+                acct.hops.append(sorted(hop[:2]))  # learned, so confirmed (or in warm-up)
                 del acct.hops[:-64]
             if acct.last_pos is None or event.time >= float(acct.last_pos[0]):
                 acct.last_pos = [event.time, event.latitude, event.longitude,
@@ -477,10 +489,12 @@ class LoginModel:
             if name == "country":
                 assert event.country is not None
                 km = self._nearest_place_km(acct, event)
-                near = 1.0 if km is None else min(1.0, max(0.25, math.log10(km / 200)))
+                near = 1.0 if km is None else min(1.0, max(0.25, math.log10(max(km, 1) / 200)))
                 if km is not None:
                     f["country_km"] = round(km, 1)
                 pts = w.country * bits * near
+                if near >= 1.0:
+                    pts = max(pts, w.far_country_floor)
                 seen = ", ".join(quote(c) for c in _top(acct.countries, 3)) or "none"
                 far = "" if km is None else f", {km:,.0f} km from usual places"
                 parts.append((pts, f"new country {quote(event.country)} for {who} "
@@ -524,16 +538,14 @@ class LoginModel:
         pts = 0.0
         hop = self._hop(acct, event)
         if hop is not None and acct.last_pos is not None:
-            t0, lat0, lon0, c0 = acct.last_pos[:4]
-            km = haversine_km(float(lat0), float(lon0), event.latitude or 0.0,
-                              event.longitude or 0.0)
-            minutes = abs(event.time - float(t0)) / 60
-            kmh = km / max(minutes / 60, 1 / 60)  # a minute's resolution: clocks differ
+            origin, here, fast, km, minutes = hop
+            kmh = km / max(minutes / 60, 1 / 60)
             f["travel_km"], f["travel_kmh"] = round(km, 1), round(kmh, 1)
-            if hop[2] and sorted(hop[:2]) not in acct.hops:
+            if fast and sorted((origin, here)) not in acct.hops:
                 pts = w.travel
-                origin = f"last login in {quote(str(c0))}" if c0 else "last login"
-                parts.append((pts, f"impossible travel: {km:,.0f} km from {origin} in "
+                c0 = str(acct.last_pos[3])
+                where = f"last login in {quote(c0)}" if c0 else "last login"
+                parts.append((pts, f"impossible travel: {km:,.0f} km from {where} in "
                                    f"{minutes:,.0f} min ({kmh:,.0f} km/h)"))
         f["s_travel"] = pts
 
@@ -578,15 +590,17 @@ class LoginModel:
         unusual = not warming and score >= self.threshold
         return Judgement(score, unusual, reasons, f, warming)
 
-    def _hop(self, acct: _Account, event: LoginEvent) -> tuple[str, str, bool] | None:
-        """From the last learned position to this one: (from, to, faster than travel_kmh)."""
+    def _hop(self, acct: _Account, event: LoginEvent
+             ) -> tuple[str, str, bool, float, float] | None:
+        """From the last learned position to this one: (from, to, too fast?, km, minutes)."""
         if acct.last_pos is None or event.latitude is None or event.longitude is None:
             return None
         t0, lat0, lon0 = (float(x) for x in acct.last_pos[:3])
         km = haversine_km(lat0, lon0, event.latitude, event.longitude)
-        kmh = km / max(abs(event.time - t0) / 3600, 1 / 60)
+        minutes = abs(event.time - t0) / 60
+        kmh = km / max(minutes / 60, 1 / 60)  # a minute's resolution: clocks differ
         fast = km >= self.travel_min_km and kmh > self.travel_kmh
-        return str(acct.last_pos[4]), _hop_key(event), fast
+        return str(acct.last_pos[4]), _hop_key(event), fast, km, minutes
 
     @staticmethod
     def _hour_excess(acct: _Account, hour: int) -> tuple[float, float]:
