@@ -74,6 +74,9 @@ def test_unusual_login_alert_survives_restart_and_can_be_learned(
     assert alerts(daemon)[1]["acked_at"] is not None
     text = daemon.cli("alerts", "--since", "400d").stdout
     assert "alice" in text and "(acknowledged)" in text
+    report = json.loads(daemon.cli("report", "--since", "60d", "--format", "json").stdout)
+    assert report["alerts"]["totals"] == {"login": 2}
+    assert "Anomaly alerts" in daemon.cli("report", "--since", "60d").stdout
 
 
 def test_distributed_attack_from_one_network_is_banned_as_a_network(

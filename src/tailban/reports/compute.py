@@ -13,6 +13,7 @@ at the end of the period.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -333,7 +334,17 @@ def compute_report(db: sqlite3.Connection, *, since: float, until: float, tz: tz
         per_jail[name] = overall if same else _section(db, facts, name, None, hours[name],
                                                        users[name], *shared)
     offset = end.strftime("%z")
+    where, params = _in(jails)
+    totals: Counter[str] = Counter()
+    latest = []
+    for alert_id, t, kind, subject, reasons in db.execute(
+            "SELECT id, t, kind, subject, reasons FROM alerts WHERE t >= ? AND t < ?" + where
+            + " ORDER BY id", [since, until, *params]):
+        totals[kind] += 1
+        latest.append({"id": alert_id, "time": t, "kind": kind, "subject": subject,
+                       "reason": (json.loads(reasons) or [""])[0]})
     return {
+        "alerts": {"totals": dict(totals), "latest": latest[-20:]},
         "generated_at": now if now is not None else until,
         "timezone": f"{getattr(tz, 'key', None) or end.tzname()} "
                     f"(UTC{offset[:3]}:{offset[3:]})",

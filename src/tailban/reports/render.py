@@ -465,6 +465,16 @@ def render_text(report: Report, width: int = 80) -> str:
     for service, accounts in services.items():
         lines += ["", f" {visible(service)}"]
         lines += _bar_rows([(k, v, "") for k, v in _pairs(accounts)[:TOP_N]], width)
+    alerts = _map(report.get("alerts"))
+    if alerts:
+        lines += ["", "Anomaly alerts", "\u2500" * 14]
+        totals = _map(alerts.get("totals"))
+        lines.append("  " + (", ".join(f"{visible(k)} {int(v)}" for k, v in totals.items())
+                             or "none"))
+        for row in _records(alerts.get("latest")):
+            lines.append(f"  #{row.get('id')} {_when(row.get('time'), zone)} "
+                         f"{visible(row.get('kind', ''))} {visible(row.get('subject', ''))}: "
+                         f"{visible(row.get('reason', ''))}")
     return "\n".join(_cut(line, width) for line in lines) + "\n"
 
 
@@ -708,7 +718,20 @@ def render_html(report: Report) -> str:
         parts.append(_figure(f"chart-service-{slug}", caption,
                              _ranked(caption, points, BLUE),
                              _pairs_table(points, "Account", "Attempts")))
-    parts.append("</div></section></main></body></html>\n")
+    parts.append("</div></section>")
+    alerts = _map(report.get("alerts"))
+    if alerts:
+        totals = _map(alerts.get("totals"))
+        parts.append('<section id="section-alerts"><h2>Anomaly alerts</h2>')
+        parts.append(_table_html(["Kind", "Alerts"], [[str(k), str(v)]
+                                                       for k, v in totals.items()], {1}))
+        rows = [[str(r.get("id")), _when(r.get("time"), zone), str(r.get("kind", "")),
+                 str(r.get("subject", "")), str(r.get("reason", ""))]
+                for r in _records(alerts.get("latest"))]
+        parts.append(_table_html(["#", "Time", "Kind", "Subject", "Reason"], rows, {0},
+                                 "Latest alerts"))
+        parts.append("</section>")
+    parts.append("</main></body></html>\n")
     return "".join(parts)
 
 
