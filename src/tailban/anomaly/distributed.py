@@ -7,7 +7,9 @@ whole prefix) or one autonomous system, failing against many different accounts 
 window. This detector counts that per network and reports each network at most once per
 window, unless the attack doubles. An AS is big enough for unrelated scanners to meet in it,
 so it needs ``asn_min_addresses`` addresses that each stayed at or under
-``asn_max_per_address`` failures in the window (what a botnet does and scanners do not).
+``asn_max_per_address`` failures in the window, no more than that per address on average
+(a botnet spreads thin, a crowd of scanners does not), and ``asn_surge`` times the AS's
+usual number of addresses (a big cloud always holds a few scanners).
 
 Pure: no clock, file or thread; the caller passes the time of each failure and calls
 ``expire(now)`` periodically.
@@ -76,6 +78,8 @@ class DistributedConfig:
     realert_factor: float = 2.0
     asn_min_addresses: int = 10
     asn_max_per_address: int = 5
+    asn_surge: float = 3.0
+    asn_memory: float = 21600.0
 
     def __post_init__(self) -> None:
         if self.window <= 0:
@@ -88,6 +92,8 @@ class DistributedConfig:
             raise ValueError("prefix lengths must be 8-32 (IPv4) and 16-128 (IPv6)")
         if self.realert_factor <= 1.0:
             raise ValueError("realert_factor must exceed 1")
+        if self.asn_surge < 1.0 or self.asn_memory <= 0:
+            raise ValueError("asn_surge must be at least 1 and asn_memory positive")
 
 
 class _Window:
@@ -169,6 +175,8 @@ class DistributedDetector:
                               **overrides)
         self._windows: OrderedDict[str, _Window] = OrderedDict()  # LRU order
         self._alerted: dict[str, tuple[float, int, int]] = {}  # key -> time, failures, addrs
+        # AS -> (usual addresses in a window, time of that figure), least recent first
+        self._asn_level: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._events = 0
 
     def __len__(self) -> int:
@@ -207,7 +215,10 @@ class DistributedDetector:
             # Out-of-order times are clamped so each window stays sorted.
             win.add(max(time, win.last), addr, account, prefix)
             self._events += 1
-            alert = self._check(key, win, asn if key.startswith("AS") else None)
+            is_asn = key.startswith("AS")
+            if is_asn:
+                self._learn_level(key, win)
+            alert = self._check(key, win, asn if is_asn else None)
             if alert is not None:
                 alerts.append(alert)
         self._enforce_bounds(len(keys))
@@ -223,6 +234,23 @@ class DistributedDetector:
                 del self._windows[key]
         for key in [k for k, (when, _, _) in self._alerted.items() if when <= cutoff]:
             del self._alerted[key]
+        faded = now - 5 * self.config.asn_memory  # the level has decayed below 1 %
+        for key in [k for k, (_, when) in self._asn_level.items() if when <= faded]:
+            del self._asn_level[key]
+
+    def _learn_level(self, key: str, win: _Window) -> None:
+        """Time-weighted average of the AS's addresses per window (memory ``asn_memory``).
+
+        An AS that always holds a dozen scanners (a big cloud) then needs a real surge;
+        a quiet one alerts at ``asn_min_addresses``. A botnet's own minutes barely move a
+        six-hour average, so it does not raise its own bar before it is caught.
+        """
+        now = win.events[-1][0]
+        level, when = self._asn_level.pop(key, (0.0, now))
+        keep = math.exp(-max(now - when, 0.0) / self.config.asn_memory)
+        self._asn_level[key] = (keep * level + (1.0 - keep) * len(win.ips), now)
+        while len(self._asn_level) > self.config.max_networks:
+            self._asn_level.popitem(last=False)
 
     def _check(self, key: str, win: _Window, asn: int | None) -> NetAlert | None:
         cfg = self.config
@@ -235,8 +263,11 @@ class DistributedDetector:
                 return None  # one network of the AS: its CIDR alert says it better
             # Independent scanners meet in a big hosting AS all the time; what a botnet does
             # and they do not is keep each address under the per-address limit.
+            if failures > cfg.asn_max_per_address * n_addr:
+                return None
             light = sum(1 for n in win.ips.values() if n <= cfg.asn_max_per_address)
-            if light < max(cfg.asn_min_addresses, cfg.min_addresses):
+            usual = self._asn_level.get(key, (0.0, 0.0))[0]
+            if light < max(cfg.asn_min_addresses, cfg.min_addresses, cfg.asn_surge * usual):
                 return None
         now = win.events[-1][0]
         prev = self._alerted.get(key)
@@ -293,7 +324,8 @@ class DistributedDetector:
         return {"version": STATE_VERSION, "config": asdict(self.config),
                 "windows": {key: [list(ev) for ev in win.events]
                             for key, win in self._windows.items()},
-                "alerted": {key: list(val) for key, val in self._alerted.items()}}
+                "alerted": {key: list(val) for key, val in self._alerted.items()},
+                "asn_level": {key: list(val) for key, val in self._asn_level.items()}}
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> DistributedDetector:
@@ -308,5 +340,7 @@ class DistributedDetector:
             det._events += len(win.events)
         det._alerted = {str(key): (float(when), int(fails), int(addrs))
                         for key, (when, fails, addrs) in data["alerted"].items()}
+        for key, (level, when) in data.get("asn_level", {}).items():
+            det._asn_level[str(key)] = (float(level), float(when))
         det._enforce_bounds()
         return det

@@ -13,7 +13,8 @@ well above its calm baseline: the median of the last ``confirm_minutes`` minutes
 ``start_sigmas`` standard deviations up (a median, so one brute-forcer's burst minute is not
 a wave), at least ``min_failures`` a minute, and the change score above a threshold learned
 from calm minutes (median + k * MAD). It ends once both series stay within ``end_sigmas`` of
-the baseline for ``end_minutes`` minutes (hysteresis: one alert each way).
+the baseline, or below ``end_fraction`` of the wave's excess over it, for ``end_minutes``
+minutes (hysteresis: one alert each way).
 
 Counts are compared on the Anscombe scale (2 * sqrt(x + 3/8)), where Poisson noise has unit
 variance whatever the rate: that is why one set of defaults fits a host with 1 failure/min
@@ -170,6 +171,12 @@ class _Series:
         spread = max(_MAD_SCALE * mad, 1e-3 * abs(med), 1e-6)
         return med + k * spread
 
+    def rebase(self, level: float, raw: float, history: list[float]) -> None:
+        """Move baseline and first-stage model to ``level``, keeping their noise estimates."""
+        self.base_mean, self.base_raw = level, raw
+        self.stage1.mean = level
+        self.stage1.history = history[: self.stage1.order]
+
     def model_state(self) -> dict[str, Any]:
         return {"stage1": self.stage1.to_state(), "stage2": self.stage2.to_state(),
                 "smooth1": list(self.smooth1), "smooth2": list(self.smooth2),
@@ -217,6 +224,7 @@ class WaveConfig:
     smooth2: int = 5
     start_sigmas: float = 2.5
     end_sigmas: float = 2.0
+    end_fraction: float = 0.25
     score_k: float = 6.0
     confirm_minutes: int = 5
     end_minutes: int = 10
@@ -237,6 +245,8 @@ class WaveConfig:
             raise ValueError("discount must be between 0 and 1")
         if self.end_sigmas > self.start_sigmas:
             raise ValueError("end_sigmas must not exceed start_sigmas (hysteresis)")
+        if not 0.0 <= self.end_fraction < 1.0:
+            raise ValueError("end_fraction must be in [0, 1)")
         if self.max_gap_minutes < 0:
             raise ValueError("max_gap_minutes must not be negative")
 
@@ -248,6 +258,9 @@ class WaveEvent:
     ``failures``/``sources`` are per minute: over the elevated minutes up to the alert for
     "start", over the whole wave for "end"; the baselines are the calm rates the wave was
     judged against. ``started`` is the wave's first elevated minute, ``minute`` the alert's.
+    ``trigger`` names the series that started it ("failures", "sources", "both"), or for an
+    end "calm" or "timeout" (``forced``: after ``max_wave_minutes`` the level is taken as the
+    new normal).
     """
 
     kind: Literal["start", "end"]
@@ -431,12 +444,25 @@ class WaveDetector:
         self._wave = {"started": started, "minutes": n, "sum_f": sum_f, "sum_s": sum_s,
                       "peak": peak, "calm": 0.0, "last_active": float(minute),
                       "act_minutes": n, "act_f": sum_f, "act_s": sum_s,
-                      "sum_xf": 0.0, "sum_xs": 0.0}
+                      "sum_xf": 0.0, "sum_xs": 0.0, "xn": 0.0,
+                      "calm_xf": 0.0, "calm_xs": 0.0, "calm_f": 0.0, "calm_s": 0.0}
         return WaveEvent(kind="start", minute=minute, started=int(started), score=best[1],
                          threshold=best[2], trigger=trigger, failures=sum_f / n,
                          sources=sum_s / n, baseline_failures=self._fail.base_raw,
                          baseline_sources=self._src.base_raw, duration=int(n),
                          peak_failures=int(peak))
+
+    def _end_level(self, series: _Series, wave_level: float) -> float:
+        """Below this (Anscombe scale) a minute is calm again.
+
+        Near the frozen baseline, or down by most of the wave's excess: during a long wave
+        the baseline cannot follow the daily cycle, and a busy afternoon must not keep the
+        wave open after the attack stopped.
+        """
+        cfg = self.config
+        excess = max(wave_level - series.base_mean, 0.0)
+        return series.base_mean + max(cfg.end_sigmas * series.base_sd,
+                                      cfg.end_fraction * excess)
 
     def _in_wave(self, minute: int, failures: int, sources: int, xf: float,
                  xs: float) -> list[WaveEvent]:
@@ -448,13 +474,19 @@ class WaveDetector:
         wave["sum_s"] += sources
         wave["sum_xf"] += xf
         wave["sum_xs"] += xs
+        wave["xn"] += 1
         wave["peak"] = max(wave["peak"], float(failures))
-        calm = (self._fail.sigmas(xf) <= cfg.end_sigmas
-                and self._src.sigmas(xs) <= cfg.end_sigmas)
+        calm = (xf <= self._end_level(self._fail, wave["sum_xf"] / wave["xn"])
+                and xs <= self._end_level(self._src, wave["sum_xs"] / wave["xn"]))
         if calm:
             wave["calm"] += 1
+            wave["calm_xf"] += xf
+            wave["calm_xs"] += xs
+            wave["calm_f"] += failures
+            wave["calm_s"] += sources
         else:
             wave["calm"] = 0.0
+            wave["calm_xf"] = wave["calm_xs"] = wave["calm_f"] = wave["calm_s"] = 0.0
             wave["last_active"] = float(minute)
             wave["act_minutes"] = wave["minutes"]
             wave["act_f"], wave["act_s"] = wave["sum_f"], wave["sum_s"]
@@ -462,19 +494,27 @@ class WaveDetector:
         if wave["calm"] < cfg.end_minutes and not forced:
             return []
         if not forced and self._calm_models is not None:
-            self._fail.load_model(self._calm_models["failures"])
-            self._src.load_model(self._calm_models["sources"])
+            # Pre-wave noise figures, but today's level: after hours of wave the daily cycle
+            # has moved on, and the old level would make the calm afternoon a "new wave".
+            n_calm = wave["calm"]
+            recent = list(self._recent)[::-1]
+            for series, name, x_sum, raw_sum, idx in (
+                    (self._fail, "failures", wave["calm_xf"], wave["calm_f"], 2),
+                    (self._src, "sources", wave["calm_xs"], wave["calm_s"], 3)):
+                series.load_model(self._calm_models[name])
+                series.rebase(x_sum / n_calm, raw_sum / n_calm, [r[idx] for r in recent])
         self._calm_models = None
         if forced:
             # A "wave" this long is the new normal: adopt its level so it stops being one.
             for series, total in ((self._fail, wave["sum_xf"]), (self._src, wave["sum_xs"])):
-                series.base_mean = total / wave["minutes"]
+                series.base_mean = total / wave["xn"]
             self._fail.base_raw = wave["sum_f"] / wave["minutes"]
             self._src.base_raw = wave["sum_s"] / wave["minutes"]
         n = max(wave["act_minutes"], 1.0)
         event = WaveEvent(kind="end", minute=minute, started=int(wave["started"]),
-                          score=max(self._fail.score, self._src.score),
-                          threshold=min(self.thresholds()), trigger="calm" if not forced
+                          score=self._fail.score,
+                          threshold=self._fail.threshold(cfg.score_k),
+                          trigger="calm" if not forced
                           else "timeout", failures=wave["act_f"] / n,
                           sources=wave["act_s"] / n, baseline_failures=self._fail.base_raw,
                           baseline_sources=self._src.base_raw,
@@ -510,7 +550,12 @@ class WaveDetector:
         det._recent.extend((int(f), int(s), float(xf), float(xs))
                            for f, s, xf, xs in data["recent"])
         wave = data["wave"]
-        det._wave = None if wave is None else {str(k): float(v) for k, v in wave.items()}
+        if wave is not None:
+            det._wave = {str(k): float(v) for k, v in wave.items()}
+            # States written before end_fraction existed: fill in what they lack.
+            det._wave.setdefault("xn", det._wave["minutes"])
+            for key in ("calm_xf", "calm_xs", "calm_f", "calm_s"):
+                det._wave.setdefault(key, 0.0)
         det._calm_models = data.get("calm_models")
         det._fail.load(data["failures"])
         det._src.load(data["sources"])

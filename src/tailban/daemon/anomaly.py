@@ -80,6 +80,7 @@ class AnomalyWorker:
             if name.startswith("wave:"):
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     self.waves[name[5:]] = WaveDetector.from_state(json.loads(data))
+        self._open: dict[str, tuple[int, set[str]]] = {}  # jail -> minute, its sources
         self._queue: deque[tuple[str, Any]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -232,7 +233,14 @@ class AnomalyWorker:
             if detector is None:
                 detector = self.waves[jail] = WaveDetector(
                     warmup_minutes=self.settings.wave_warmup)
-            alerts += self._wave_alerts(jail, detector.update(minute, count, len(sources)))
+            # counts of one minute add up across batches: pass only addresses new to it
+            open_minute, seen = self._open.get(jail, (-1, set()))
+            if open_minute != minute:
+                seen = set()
+                self._open[jail] = (minute, seen)
+            fresh = sources - seen
+            seen |= fresh
+            alerts += self._wave_alerts(jail, detector.update(minute, count, len(fresh)))
         return alerts
 
     @staticmethod
