@@ -84,3 +84,42 @@ def test_jail_feed_success_line_resets_in_order(tmp_path: Path) -> None:
     assert len(result.failures) == 4 and result.bans == []
     off = Jail(replace(config, reset_on_success=False), BanLedger())
     assert len(off.feed(("\n".join(lines) + "\n").encode(), now, replay=True).bans) == 1
+
+
+def _events(filter_ref: str, text: str) -> list[object]:
+    from tailban.filters.builtin import resolve_filter
+    from tailban.filters.matcher import ChunkMatcher
+
+    name, _, mode = filter_ref.partition(":")
+    matcher = ChunkMatcher(resolve_filter(name, mode or None), None)
+    return list(matcher.scan(text.encode(), datetime(2026, 11, 23).timestamp()))
+
+
+def test_successful_logins_of_sshd_dovecot_and_postfix_carry_the_method() -> None:
+    from tailban.core.events import Success
+
+    cases = [
+        ("sshd", "Nov 22 10:00:00 web1 sshd[42]: Accepted publickey for alice from "
+                 "203.0.113.5 port 50000 ssh2: ED25519 SHA256:x\n", "alice", "publickey"),
+        ("dovecot", "Nov 22 10:00:00 mx dovecot: imap-login: Login: user=<bob@example.org>, "
+                    "method=PLAIN, rip=203.0.113.6, lip=192.0.2.1, mpid=31763, TLS\n",
+         "bob@example.org", "PLAIN"),
+        ("postfix:auth", "Nov 22 10:00:00 mx postfix/submission/smtpd[77]: 4B3C2D1: "
+                         "client=mail.example.net[203.0.113.7], sasl_method=LOGIN, "
+                         "sasl_username=carol\n", "carol", "LOGIN"),
+    ]
+    for filter_ref, line, user, method in cases:
+        found = _events(filter_ref, line)
+        assert len(found) == 1 and isinstance(found[0], Success), (filter_ref, found)
+        assert (found[0].user, found[0].method) == (user, method)
+
+
+def test_a_crafted_user_name_cannot_fake_a_login_for_another_address() -> None:
+    crafted = ("Nov 22 10:00:00 mx dovecot: imap-login: Login: user=<x>, method=PLAIN, "
+               "rip=192.0.2.99, y>, method=PLAIN, rip=203.0.113.9, lip=192.0.2.1\n")
+    found = _events("dovecot", crafted)
+    assert all(getattr(e, "ip", None) != "192.0.2.99" for e in found)
+    postfix = ("Nov 22 10:00:00 mx postfix/smtpd[77]: 4B3C2D1: client=x[203.0.113.7], "
+               "sasl_method=PLAIN, sasl_username=a, sasl_username=b client=y[192.0.2.99]\n")
+    assert not any(getattr(e, "ip", None) == "192.0.2.99" for e in _events("postfix:auth",
+                                                                           postfix))

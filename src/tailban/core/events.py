@@ -31,6 +31,7 @@ class Success:
     time: float
     user: str | None
     rule: str
+    method: str | None = None  # publickey, password, PLAIN, ... when the line says
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,6 +201,7 @@ class AnomalyWorker:
             self.seen_logins += 1
             event = LoginEvent(account=success.user, ip=success.ip, time=success.time,
                                service=self.services.get(jail, "ssh"),
+                               method=success.method.lower() if success.method else None,
                                **self._facts(success.ip, success.time))
             verdict = self.logins.observe(event)
             if verdict.unusual:

@@ -136,7 +136,7 @@ _SSHD_HELPERS: tuple[Rule, ...] = (
     _rule("sshd:pam-unix", "authentication failure;",
           r"pam_unix\(sshd:auth\):\s+" + _PAM_TAIL, "nofail"),
     _rule("sshd:accepted", "Accepted ",
-          r"Accepted [-\w/@.]+ for (?P<user>\S+) from " + ADDR + _PORT
+          r"Accepted (?P<method>[-\w/@.]+) for (?P<user>\S+) from " + ADDR + _PORT
           + r"(?: ssh[12])?(?:: .*)?$", "success"),
     _rule("sshd:connection-from", "Connection from ",
           r"Connection from " + ADDR + r"(?: port \d+(?: on \S+ port \d+)?(?: rdomain \S*)?)?$",
@@ -251,11 +251,18 @@ def _pf_sasl(name: str, lookahead: str) -> Rule:
 
 #: ``auth``: SASL failures, except a lost authentication server (no client's fault) and
 #: a mechanism the server does not offer (a misconfigured client)
+#: a successful SASL login (anomaly detection): ``QUEUEID: client=NAME[ADDR],
+#: sasl_method=M, sasl_username=U``
+_PF_SASL_LOGIN = _rule("postfix:sasl-login", "sasl_username=",
+                       r"(?:[0-9A-Za-z]+: )?client=" + _PF_CLIENT
+                       + r", sasl_method=(?P<method>[-\w]+), sasl_username=(?P<user>[^\s,]+)$",
+                       "success")
 _PF_AUTH = (_pf_sasl("postfix:sasl-failed", r"(?! Connection lost to authentication server"
-                     r"| Invalid authentication mechanism)"),)
+                     r"| Invalid authentication mechanism)"), _PF_SASL_LOGIN)
 #: ``aggressive`` also counts the unknown mechanism
 _PF_AUTH_AGGRESSIVE = (_pf_sasl("postfix:sasl-failed",
-                                r"(?! Connection lost to authentication server)"),)
+                                r"(?! Connection lost to authentication server)"),
+                       _PF_SASL_LOGIN)
 
 POSTFIX_AUTH: tuple[Rule, ...] = _PF_AUTH
 
@@ -359,6 +366,12 @@ DOVECOT_NORMAL: tuple[Rule, ...] = (
     _rule("dovecot:pam-unix", "authentication failure;",
           r"(?:dovecot: )?(?:(?:auth(?:-worker)?|dovecot-auth)(?:\([^)]*\))?: )?"
           r"pam_unix\(dovecot:auth\):\s+" + _PAM_TAIL),
+    # a successful login (anomaly detection, reset_on_success): ``Login: user=<U>,
+    # method=M, rip=ADDR, ...``; the name cannot hold ``<``, ``>`` or ``,``
+    _rule("dovecot:login", "Login: user=<",
+          r"(?:dovecot: )?(?:(?:imap|pop3|managesieve|submission)-login: )?(?:Info: )?"
+          r"Login: user=<(?P<user>[^<>,]*)>, method=(?P<method>[-\w]+), rip=" + ADDR
+          + r", lip=[0-9A-Fa-f.:]+(?:,.*)?$", "success"),
 )
 
 #: ``aggressive``: also clients that leave without trying to log in (scanners, TLS probes)

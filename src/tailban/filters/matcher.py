@@ -59,7 +59,7 @@ class Merged(NamedTuple):
 
 class _Compiled:
     __slots__ = ("rule", "name", "regex", "check", "literal", "also", "kind", "forget",
-                 "has_host", "has_user", "has_alt", "has_count")
+                 "has_host", "has_user", "has_alt", "has_count", "has_method")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -75,6 +75,7 @@ class _Compiled:
         self.has_user = "user" in groups
         self.has_alt = "alt_user" in groups
         self.has_count = "count" in groups
+        self.has_method = "method" in groups
 
 
 class _Conn:
@@ -246,7 +247,8 @@ class ChunkMatcher:
                 self._fail(compiled.name, host, user, count, stamp, text, now, end, events,
                            1, (user,) if user else ())
             elif kind == "success" and host:
-                self._success(compiled.name, host, user, stamp, now, events)
+                self._success(compiled.name, host, user, stamp, now, events,
+                              found.group("method") if compiled.has_method else None)
             return
 
         connections = self._connections
@@ -287,7 +289,8 @@ class ChunkMatcher:
                 self._fail_conn(state, compiled.name, user, count, stamp, text, now, end,
                                 events)
             elif host:
-                self._success(compiled.name, host, user, stamp, now, events)
+                self._success(compiled.name, host, user, stamp, now, events,
+                              found.group("method") if compiled.has_method else None)
             del connections[conn]
         else:  # close
             if state.waiting and state.host:
@@ -334,11 +337,11 @@ class ChunkMatcher:
             self.trace.append(Merged(failure, attempts, users))
 
     def _success(self, rule: str, host: str, user: str | None, stamp: str, now: float,
-                 events: list[Event]) -> None:
+                 events: list[Event], method: str | None = None) -> None:
         ip = self._ip(host)
         when = self._times.parse(stamp, now)
         if ip is not None and when is not None:
-            events.append(Success(ip, when, user, rule))
+            events.append(Success(ip, when, user, rule, method))
 
     def _repeat_last(self, text: str, end: int, now: float, events: list[Event]) -> None:
         """``last message repeated N times`` right after a failure: N more of it."""
