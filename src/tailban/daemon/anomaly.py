@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tailban.anomaly.distributed import DistributedDetector, NetAlert
+from tailban.anomaly.distributed import DistributedDetector, LayeredDetector, NetAlert
 from tailban.anomaly.login import LoginEvent, LoginModel
 from tailban.anomaly.waves import WaveDetector, WaveEvent
 from tailban.config.model import AnomalySettings, Config
@@ -70,11 +70,11 @@ class AnomalyWorker:
         self.logins = self._load(states, "logins", LoginModel.from_state,
                                  lambda: LoginModel(min_history=settings.min_history,
                                                     threshold=settings.threshold))
-        self.network = self._load(states, "distributed", DistributedDetector.from_state,
-                                  lambda: DistributedDetector(
+        self.network = self._load(states, "distributed", LayeredDetector.from_state,
+                                  lambda: LayeredDetector(DistributedDetector(
                                       window=settings.net_window,
                                       min_addresses=settings.net_min_addresses,
-                                      min_accounts=settings.net_min_accounts))
+                                      min_accounts=settings.net_min_accounts)))
         self.waves: dict[str, WaveDetector] = {}
         for name, data in states.items():
             if name.startswith("wave:"):
