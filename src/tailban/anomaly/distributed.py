@@ -357,9 +357,9 @@ class LayeredDetector:
 
     def __init__(self, fast: DistributedDetector | None = None,
                  slow: DistributedDetector | None = None) -> None:
-        self.fast = fast or DistributedDetector()
-        self.slow = slow or DistributedDetector(window=21600.0, min_addresses=12,
-                                                min_accounts=40, min_failures=90)
+        self.fast = fast if fast is not None else DistributedDetector()
+        self.slow = slow if slow is not None else DistributedDetector(
+            window=21600.0, min_addresses=12, min_accounts=40, min_failures=90)
 
     def __len__(self) -> int:
         return len(self.fast) + len(self.slow)

@@ -16,15 +16,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tailban.anomaly.distributed import DistributedDetector, LayeredDetector, NetAlert
+from tailban.anomaly.distributed import LayeredDetector, NetAlert
 from tailban.anomaly.login import LoginEvent, LoginModel
 from tailban.anomaly.waves import WaveDetector, WaveEvent
 from tailban.config.model import AnomalySettings, Config
 from tailban.core.events import Failure, Success
 from tailban.enrich.service import Enricher, Wants
+from tailban.tools.report import local_zone
 
 if TYPE_CHECKING:
     import asyncio
@@ -67,14 +68,20 @@ class AnomalyWorker:
         self._deliver = deliver
         self.services = services  # jail -> service
         self.clock = clock
+        zone = local_zone()
         self.logins = self._load(states, "logins", LoginModel.from_state,
                                  lambda: LoginModel(min_history=settings.min_history,
-                                                    threshold=settings.threshold))
+                                                    threshold=settings.threshold, tz=zone))
+        # what was learned comes from the state; the knobs always from [anomaly]
+        self.logins.min_history = settings.min_history
+        self.logins.threshold = settings.threshold
+        self.logins.tz = zone
         self.network = self._load(states, "distributed", LayeredDetector.from_state,
-                                  lambda: LayeredDetector(DistributedDetector(
-                                      window=settings.net_window,
-                                      min_addresses=settings.net_min_addresses,
-                                      min_accounts=settings.net_min_accounts)))
+                                  LayeredDetector)
+        self.network.fast.config = replace(self.network.fast.config,
+                                           window=settings.net_window,
+                                           min_addresses=settings.net_min_addresses,
+                                           min_accounts=settings.net_min_accounts)
         self.waves: dict[str, WaveDetector] = {}
         for name, data in states.items():
             if name.startswith("wave:"):

@@ -127,14 +127,15 @@ class ControlCommands:
         row = self.daemon.store.alert(raw)
         if row is None:
             raise CommandError(f"no alert {raw}")
-        self.daemon.store.ack_alert(raw, self.daemon.clock())
-        learned = False
         if args.get("learn"):
             if row[2] != "login":
                 raise CommandError(f"alert {raw} is a {row[2]} alert: only login alerts can "
                                    "be learned")
             if self.daemon.anomaly is None:
                 raise CommandError("anomaly detection is off")
+        self.daemon.store.ack_alert(raw, self.daemon.clock())
+        learned = False
+        if args.get("learn") and self.daemon.anomaly is not None:
             event = json.loads(str(row[7])).get("event")
             if isinstance(event, dict):
                 event["dnsbl"] = tuple(event.get("dnsbl") or ())

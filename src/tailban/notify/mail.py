@@ -436,7 +436,8 @@ def alert_message(settings: MailSettings, alert_id: int, kind: str, jail: str, s
     """An anomaly alert: what was unusual, in words, and how to mark it as expected."""
     what = {"login": "unusual login", "wave": "attack wave",
             "distributed": "distributed attack"}.get(kind, kind)
-    lines = ["Hi,", "", f"tailban noticed an {what} in {clean_line(jail, 100)}:", ""]
+    article = "an" if what[:1] in "aeiou" else "a"
+    lines = ["Hi,", "", f"tailban noticed {article} {what} in {clean_line(jail, 100)}:", ""]
     lines += [f"  - {clean_line(reason)}" for reason in reasons[:20]]
     lines += ["", f"Alert {alert_id}, score {score:.1f}.",
               f"If this was expected: tailban alerts ack {alert_id}"

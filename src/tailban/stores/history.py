@@ -89,6 +89,7 @@ def purge(db: sqlite3.Connection, now: float, raw: float, keep: float) -> tuple[
     db.execute("DELETE FROM addresses WHERE first_day < ? AND ip NOT IN "
                "(SELECT ip FROM roll_day_ip)", (int(cutoff_keep // DAY),))
     removed += db.execute("DELETE FROM successes WHERE t < ?", (cutoff_keep,)).rowcount
+    removed += db.execute("DELETE FROM alerts WHERE t < ?", (cutoff_keep,)).rowcount
     removed += db.execute("DELETE FROM ban_history WHERE banned_at < ? AND ended_at IS NOT NULL",
                           (cutoff_keep,)).rowcount
     return removed_raw, removed
