@@ -101,7 +101,7 @@ make_venv() {
 heading "system packages"
 if command -v dpkg-query >/dev/null; then
     apt_install nftables iptables ipset iproute2 openssh-server rsyslog sshpass \
-        procps libnftables1 postgresql chromium
+        procps libnftables1 postgresql chromium openssl tzdata
 else
     warn "no dpkg: install nftables iptables ipset iproute2 openssh-server rsyslog" \
         "sshpass procps libnftables1 postgresql chromium yourself"

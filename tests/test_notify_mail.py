@@ -446,8 +446,10 @@ def test_starttls_refused_by_a_plain_server_is_a_mail_error(server: SMTPTestServ
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a test certificate")
+    from conftest import require
+
+    require(shutil.which("openssl") is not None,
+            "needs the openssl command to make a test certificate (scripts/test.sh installs it)")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
