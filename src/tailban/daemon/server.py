@@ -314,12 +314,16 @@ class Daemon:
                             failures.extend(result.failures)
         bans.extend(self.recidive_bans(bans, now))
         position = follower.position
-        self.record(bans, positions=[position] if position is not None else [],
+        if bans:
+            # the bans are durable and on their way to the kernel before the history rows
+            # (a storm's 30,000 failures) are written
+            self.record(bans)
+            self.firewall.submit(bans)
+        self.record(positions=[position] if position is not None else [],
                     failures=seen, successes=logins)
         if self.anomaly is not None:
             self.anomaly.worker.submit(seen, logins)
         if bans:
-            self.firewall.submit(bans)
             if enrichment is not None:
                 enrichment.on_bans(bans, failures)
             for ban in bans:
