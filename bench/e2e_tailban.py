@@ -45,6 +45,8 @@ def main() -> int:
     ap.add_argument("--burst-ips", type=int, default=10000)
     ap.add_argument("--scenarios", default="latency,burst,restart,unban")
     ap.add_argument("--json", default=None, help="results file (default DATA/e2e.json)")
+    ap.add_argument("--conf", default="", help="extra tailban.conf text, e.g. "
+                    "'[anomaly]\\nenabled = no' (\\n for new lines)")
     ap.add_argument("--enrich", action="store_true",
                     help="run with enrichment and ban mails on: real GeoIP2 databases, DNS, "
                     "DNSBL, whois and SMTP pointed at the namespace's loopback where nothing "
@@ -71,6 +73,9 @@ def main() -> int:
     if args.enrich:
         with (conf / "tailban.conf").open("a") as f:
             f.write(enrich_config(data))
+    if args.conf:
+        with (conf / "tailban.conf").open("a") as f:
+            f.write("\n" + args.conf.replace("\\n", "\n") + "\n")
     tailban = [sys.executable, "-m", "tailban", "-c", str(conf)]
     cli = " ".join(shlex.quote(part) for part in tailban)
     out = args.json or str(data / "e2e.json")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tailban.anomaly")
 
 MAX_PENDING = 10_000
+BUSY_WAIT = 3.0  # longest the detectors defer to a firewall transaction in flight
 SERVICES = {"sshd": "ssh", "dropbear": "ssh", "dovecot": "imap", "postfix": "smtp"}
 
 
@@ -62,8 +63,10 @@ class AnomalyWorker:
 
     def __init__(self, settings: AnomalySettings, enricher: Enricher | None,
                  states: dict[str, str], deliver: Callable[[list[Alert]], None],
-                 services: dict[str, str], clock: Callable[[], float] = time.time) -> None:
+                 services: dict[str, str], clock: Callable[[], float] = time.time,
+                 busy: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
+        self.busy = busy  # True while bans wait for the kernel: let them go first
         self.enricher = enricher
         self._deliver = deliver
         self.services = services  # jail -> service
@@ -166,6 +169,12 @@ class AnomalyWorker:
                 if self._stopping:
                     return
                 kind, payload = self._queue.popleft()
+            if kind == "events":
+                # A storm's failures arrive together with its bans: the detectors can wait
+                # until the kernel has those bans (this thread competes for the interpreter).
+                deadline = time.monotonic() + BUSY_WAIT
+                while self.busy() and time.monotonic() < deadline and not self._stopping:
+                    time.sleep(0.005)
             try:
                 alerts = self._handle(kind, payload)
             except Exception:  # a detector's bug must not end the thread
@@ -300,7 +309,8 @@ class AnomalyBridge:
         states = {name: data for name, data in daemon.store.connection.execute(
             "SELECT name, data FROM anomaly_state")}
         self.worker = AnomalyWorker(config.daemon.anomaly, make_enricher(config), states,
-                                    self._deliver, services_of(config), daemon.clock)
+                                    self._deliver, services_of(config), daemon.clock,
+                                    busy=lambda: daemon.firewall.busy)
         self._mailed: dict[tuple[str, str, str], tuple[float, float]] = {}
         self.alerts = 0
         self.bans = 0

@@ -42,6 +42,11 @@ class FirewallWorker:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="firewall")
 
+    @property
+    def busy(self) -> bool:
+        """Changes submitted and not yet in the kernel (read from other threads too)."""
+        return self._requested > self._applied
+
     def submit(self, bans: Iterable[Ban] = (), unbans: Iterable[Unban] = ()) -> int:
         """Queue changes; returns a ticket to pass to ``wait``."""
         for unban in unbans:
