@@ -61,6 +61,13 @@ def local_zone() -> tzinfo:
     return zone
 
 
+def usable_store(path: str) -> str | None:
+    """Why the database at ``path`` cannot be read by a report command, or None."""
+    if not os.path.exists(path):
+        return f"no database at {path}"
+    return ensure_current_schema(path)
+
+
 def ensure_current_schema(path: str) -> str | None:
     """Bring an older store forward before reading it read-only; an error text if we can't."""
     import sqlite3
@@ -97,10 +104,7 @@ def report_command(conf: str, db_path: str | None, since: str, until: str | None
         return 2
     settings = load_daemon_settings(conf)
     path = db_path or settings.dbfile
-    if not os.path.exists(path):
-        print(f"tailban: no database at {path}", file=sys.stderr)
-        return 1
-    problem = ensure_current_schema(path)
+    problem = usable_store(path)
     if problem:
         print(f"tailban: {problem}", file=sys.stderr)
         return 1
@@ -167,10 +171,7 @@ def incident_command(conf: str, db_path: str | None, ip: str, since: str,
         print(f"tailban: {exc}", file=sys.stderr)
         return 2
     path = db_path or config.daemon.dbfile
-    if not os.path.exists(path):
-        print(f"tailban: no database at {path}", file=sys.stderr)
-        return 1
-    problem = ensure_current_schema(path)
+    problem = usable_store(path)
     if problem:
         print(f"tailban: {problem}", file=sys.stderr)
         return 1
@@ -226,10 +227,7 @@ def alerts_command(conf: str, db_path: str | None, since: str, as_json: bool) ->
         print(f"tailban: {exc}", file=sys.stderr)
         return 2
     path = db_path or load_daemon_settings(conf).dbfile
-    if not os.path.exists(path):
-        print(f"tailban: no database at {path}", file=sys.stderr)
-        return 1
-    problem = ensure_current_schema(path)
+    problem = usable_store(path)
     if problem:
         print(f"tailban: {problem}", file=sys.stderr)
         return 1
