@@ -14,7 +14,6 @@ import json
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from tailban.anomaly.login import LoginEvent, LoginModel
 from tailban.anomaly.waves import WaveDetector, WaveEvent
 from tailban.config.model import AnomalySettings, Config
 from tailban.core.events import Failure, Success
+from tailban.daemon.workqueue import WorkQueue
 from tailban.enrich.service import Enricher, Wants
 from tailban.tools.report import local_zone
 
@@ -91,11 +91,8 @@ class AnomalyWorker:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     self.waves[name[5:]] = WaveDetector.from_state(json.loads(data))
         self._open: dict[str, tuple[int, set[str]]] = {}  # jail -> minute, its sources
-        self._queue: deque[tuple[str, Any]] = deque()
-        self._cond = threading.Condition()
-        self._stopping = False
+        self._queue: WorkQueue[tuple[str, Any]] = WorkQueue(MAX_PENDING)
         self._thread: threading.Thread | None = None
-        self.dropped = 0
         self.seen_logins = 0
         self.seen_failures = 0
 
@@ -117,12 +114,7 @@ class AnomalyWorker:
         self._thread.start()
 
     def _put(self, item: tuple[str, Any]) -> None:
-        with self._cond:
-            if len(self._queue) >= MAX_PENDING:
-                self.dropped += 1
-                return
-            self._queue.append(item)
-            self._cond.notify()
+        self._queue.put([item])
 
     def submit(self, failures: Sequence[tuple[str, Failure]],
                logins: Sequence[tuple[str, Success]]) -> None:
@@ -140,15 +132,13 @@ class AnomalyWorker:
 
     def stop(self, timeout: float = 3.0) -> dict[str, str]:
         """Stop the thread and return the final state (safe: the thread has ended)."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
+        self._queue.close()
         if self._thread is not None:
             self._thread.join(timeout)
         return self.states()
 
     def status(self) -> dict[str, Any]:
-        return {"pending": len(self._queue), "dropped": self.dropped,
+        return {"pending": len(self._queue), "dropped": self._queue.dropped,
                 "logins": self.seen_logins, "failures": self.seen_failures,
                 "accounts": len(self.logins), "jails_watched": len(self.waves)}
 
@@ -163,17 +153,15 @@ class AnomalyWorker:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                kind, payload = self._queue.popleft()
+            item = self._queue.take()
+            if item is None:
+                return
+            kind, payload = item
             if kind == "events":
                 # A storm's failures arrive together with its bans: the detectors can wait
                 # until the kernel has those bans (this thread competes for the interpreter).
                 deadline = time.monotonic() + BUSY_WAIT
-                while self.busy() and time.monotonic() < deadline and not self._stopping:
+                while self.busy() and time.monotonic() < deadline and not self._queue.closed:
                     time.sleep(0.005)
             try:
                 alerts = self._handle(kind, payload)

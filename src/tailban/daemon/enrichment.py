@@ -24,6 +24,7 @@ from tailban.config.model import Config
 from tailban.core.durations import format_duration
 from tailban.core.events import Ban, Failure
 from tailban.daemon.mailer import MailWorker
+from tailban.daemon.workqueue import WorkQueue
 from tailban.enrich.facts import Enrichment
 from tailban.enrich.service import Enricher, Wants
 from tailban.notify.mail import BanMailFacts, lifecycle_message
@@ -74,13 +75,10 @@ class EnrichmentWorker:
         self.ttl = ttl
         self._deliver = deliver
         self.clock = clock
-        self._queue: deque[Request] = deque()
-        self._cond = threading.Condition()
-        self._stopping = False
+        self._queue: WorkQueue[Request] = WorkQueue(MAX_PENDING)
         self._recent: OrderedDict[str, Enrichment] = OrderedDict()
         self._thread: threading.Thread | None = None
         self.done = 0
-        self.dropped = 0
         self.durations: deque[float] = deque(maxlen=1000)
         self.busy_since: float | None = None
 
@@ -89,23 +87,16 @@ class EnrichmentWorker:
         self._thread.start()
 
     def submit(self, requests: Sequence[Request]) -> None:
-        with self._cond:
-            room = MAX_PENDING - len(self._queue)
-            self._queue.extend(requests[:max(0, room)])
-            self.dropped += max(0, len(requests) - max(0, room))
-            self._cond.notify()
+        self._queue.put(requests)
 
     def stop(self, timeout: float = 2.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._queue.clear()
-            self._cond.notify()
+        self._queue.close(discard=True)
         if self._thread is not None:
             self._thread.join(timeout)
 
     def status(self) -> dict[str, Any]:
         times = list(self.durations)
-        return {"pending": len(self._queue), "done": self.done, "dropped": self.dropped,
+        return {"pending": len(self._queue), "done": self.done, "dropped": self._queue.dropped,
                 "median_ms": round(statistics.median(times) * 1000, 1) if times else None,
                 "busy_for": None if self.busy_since is None
                 else round(time.monotonic() - self.busy_since, 1)}
@@ -123,12 +114,9 @@ class EnrichmentWorker:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                request = self._queue.popleft()
+            request = self._queue.take()
+            if request is None:
+                return
             now = self.clock()
             found = self._cached(request, now)
             fresh = found is None
