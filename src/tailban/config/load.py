@@ -32,6 +32,7 @@ from tailban.core.addresses import IgnoreList, normalise_target
 from tailban.core.bantime import BantimeIncrement, parse_multipliers
 from tailban.core.durations import parse_duration
 from tailban.filters.builtin import UnknownFilter, resolve_filter
+from tailban.filters.model import FilterSpec
 from tailban.firewall.registry import banaction as banaction_kind
 from tailban.fleet.policy import SHARE_MODES
 
@@ -54,7 +55,9 @@ _JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "fi
               "banprefix4", "banprefix6", "banlist", "account_maxretry", "account_findtime",
               "account_action", "reset_on_success", "share", "fleet_bantime", "fleet_trust",
               "action", "dnsbl_action", "destemail", "sender", "anomaly_action",
-              "netban_action", "wave_alerts"}
+              "netban_action", "wave_alerts", "expand_repeats", "count_summaries", "legacy_tags"}
+# per-jail opt-outs of what the built-in filters count beyond fail2ban (all on by default)
+_BEYOND_FAIL2BAN = ("expand_repeats", "count_summaries", "legacy_tags")
 # fail2ban options that mean nothing here yet: accepted with a warning so a fail2ban
 # jail.local keeps loading instead of failing on its first line.
 _FAIL2BAN_IGNORED = {"chain", "mta", "ignorecommand",
@@ -260,6 +263,10 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
     banaction, allports = typed("banaction", banaction_kind, ("nftables", False))
     blocktype = typed("blocktype", _blocktype, "drop")
     usedns = typed("usedns", _usedns, "warn")
+    repeats, summaries, legacy = (typed(key, parse_bool, True) for key in _BEYOND_FAIL2BAN)
+    if isinstance(spec, FilterSpec) and not (repeats and summaries and legacy):
+        spec = dataclasses.replace(spec, expand_repeats=repeats, count_summaries=summaries,
+                                   legacy_tags=legacy)
     typed("bantime.formula", _formula, None)
     no_multipliers: tuple[float, ...] = ()
     no_limit: float | None = None

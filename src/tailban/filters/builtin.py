@@ -19,6 +19,7 @@ passwords some daemons log) is never trusted to delimit the address:
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from tailban.filters.model import FilterSpec, Rule, RuleKind
 
@@ -64,8 +65,9 @@ _PW_TAIL = r" port \d+(?: ssh2| ssh1(?:: ruser .*)?)?" + _S
 #: public key and host based methods add ``: KEYTYPE FINGERPRINT[, client user ...]``
 _KEY_TAIL = r"(?: port \d+)?(?: ssh[12])?(?:: .*)?$"
 #: pam_unix: ``ruser`` (before the address) and ``user`` (after it) may both be the client's
-_PAM_TAIL = (r"authentication failure;(?:\s+(?:logname|e?uid|tty)=\S*)*"
-             r"\s+ruser=(?P<alt_user>{L})\s+rhost=" + HOST + r"(?:\s+user=(?P<user>.*?))?" + _S)
+_PAM_FIELDS = (r";(?:\s+(?:logname|e?uid|tty)=\S*)*"
+               r"\s+ruser=(?P<alt_user>{L})\s+rhost=" + HOST + r"(?:\s+user=(?P<user>.*?))?" + _S)
+_PAM_TAIL = r"authentication failure" + _PAM_FIELDS
 _SSHD_DENIED = (r"not listed in AllowUsers|listed in DenyUsers|not in any group"
                 r"|a group is listed in DenyGroups|none of user's groups are listed in AllowGroups")
 
@@ -113,6 +115,16 @@ _SSHD_COMMON: tuple[Rule, ...] = (
           r"Disconnecting(?: from)? (?:invalid|authenticating) user (?P<user>{U}) " + ADDR
           + r" port \d+: Change of username or service not allowed: \(.*\) -> \(.*\)" + _S,
           forget=True),
+    # PAM's summary of a connection's tries; counts only the tries sshd did not report.
+    _rule("sshd:pam-more", "more authentication failures;",
+          r"PAM (?P<count>\d+) more authentication failures" + _PAM_FIELDS, "summary"),
+    # Old Red Hat syslog: ``sshd(pam_unix)[pid]: authentication failure; ...`` is the only
+    # trace of a failed password (no ``Failed password`` line exists in those logs).
+    replace(_rule("sshd:pam-unix-legacy", "authentication failure;", _PAM_TAIL), legacy=True),
+    # Kerberos rlogin of the same era: ``klogind[pid]: Authentication failed from NAME (ADDR):``
+    replace(_rule("sshd:klogind", "Authentication failed from ",
+                  r"Authentication failed from [^\s()]+ \(" + ADDR + r"\)(?:: .*)?$"),
+            legacy=True),
     _rule("sshd:too-many", "Disconnecting: Too many authentication failures",
           r"Disconnecting: Too many authentication failures"
           r"(?: for (?:invalid user )?(?P<user>.*?))?" + _S),
@@ -389,7 +401,7 @@ DOVECOT_AGGRESSIVE: tuple[Rule, ...] = (
 # recidive reads no log: the daemon feeds it its own bans (see daemon/server.py).
 RECIDIVE = FilterSpec("recidive", r"tailban", ())
 
-_SSHD_TAGS = r"sshd(?:-session|-auth)?"
+_SSHD_TAGS = r"sshd(?:-session|-auth)?|klogind"
 _SSHD_MODES = ("normal", "ddos", "extra", "aggressive")
 
 _FILTERS: dict[str, dict[str, FilterSpec]] = {

@@ -27,7 +27,7 @@ _TIME = (r"(?P<time>[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"
 # time, an optional host name, the tag (``tag[pid]:``, ``tag(x):``, ``tag:``, ``[tag]``),
 # Solaris' ``[ID n facility]``, the message.
 _PREFIX = (_TIME + r"\s+(?:[^\s\[]\S*\s+)??(?P<lb>\[)?(?P<tag>{tags})"
-           r"(?(lb)\]:?|(?:\[(?P<pid>\d+)\]|\([^)\s]*\))?:)\s+"
+           r"(?(lb)\]:?|(?:\([^)\s]*\))?(?:\[(?P<pid>\d+)\])?:)\s+"
            r"(?:\[ID \d+ [\w.]+\]\s+)?(?P<msg>.*)")
 # RFC 5424: <PRI>1 TIME HOST APP PROCID MSGID [SD...]|- MSG
 _PREFIX_5424 = (r"<\d{1,3}>\d{1,2} (?P<time>\S+) \S+ (?P<tag>{tags}) (?P<pid>\d+|-) \S+ "
@@ -45,6 +45,7 @@ _MAX_USERS = 16
 _MAX_LINE_KEPT = 1000
 _MAX_COUNT = 1000
 _MAX_IPS = 65536
+_MAX_CLOSED = 4096  # ended connections whose counted failures a summary line may follow
 
 Event = Failure | Success
 
@@ -81,7 +82,8 @@ class _Compiled:
 class _Conn:
     """One connection's state: address, users tried, merged lines, a waiting failure."""
 
-    __slots__ = ("host", "users", "lines", "waiting", "waiting_user", "waiting_count")
+    __slots__ = ("host", "users", "lines", "waiting", "waiting_user", "waiting_count",
+                 "counted")
 
     def __init__(self) -> None:
         self.host: str | None = None
@@ -90,6 +92,7 @@ class _Conn:
         self.waiting: str | None = None  # rule name of a failure still lacking an address
         self.waiting_user: str | None = None
         self.waiting_count = 1
+        self.counted = 0  # failures counted for this connection (weights summed)
 
 
 class ChunkMatcher:
@@ -103,18 +106,25 @@ class ChunkMatcher:
         self.spec = spec
         self._prefix = re.compile(_PREFIX.replace("{tags}", spec.tags))
         self._prefix_5424 = re.compile(_PREFIX_5424.replace("{tags}", spec.tags))
-        self._rules = tuple(_Compiled(rule) for rule in spec.rules)
+        self._rules = tuple(_Compiled(rule) for rule in spec.rules
+                            if spec.legacy_tags or not rule.legacy)
+        self._expand = spec.expand_repeats
+        self._summaries = spec.count_summaries
         # (literal, rule) in rule order; a rule with several literals comes once per literal
         self._entries = tuple((literal, compiled) for compiled in self._rules
                               for literal in (compiled.literal, *compiled.also))
         self._ignore = tuple(re.compile(rx) for rx in spec.ignore)
-        literals = {lit.encode() for rule in spec.rules for lit in (rule.literal, *rule.also)}
-        literals.add(_LAST_REPEATED_LITERAL)
+        literals = {lit.encode() for rule in self._rules
+                    for lit in (rule.literal, *rule.also)}
+        if self._expand:
+            literals.add(_LAST_REPEATED_LITERAL)
         ordered = sorted(literals, key=len, reverse=True)
         # Longest first, so at one position the longest literal is the one found.
         self._candidates = re.compile(b"|".join(re.escape(lit) for lit in ordered))
         self._times = TimestampParser(tz)
         self._connections: dict[str, _Conn] = {}
+        # connection id -> (address, failures counted) of connections that ended
+        self._closed: dict[str, tuple[str, int]] = {}
         self._ips: dict[str, str | None] = {}  # host text -> normalised address
         # The last failure, when it came from the line just before position
         # ``_last_end + 1`` of the current chunk (-1: the previous chunk's last line).
@@ -173,7 +183,7 @@ class ChunkMatcher:
     def _match_line(self, raw: bytes, start: int, end: int, now: float,
                     events: list[Event]) -> None:
         text = raw.decode("utf-8", "replace").rstrip()
-        if start - 1 == self._last_end and _LAST_REPEATED_LITERAL in raw:
+        if start - 1 == self._last_end and self._expand and _LAST_REPEATED_LITERAL in raw:
             self._repeat_last(text, end, now, events)
             return
         head = self._prefix.match(text)
@@ -189,7 +199,7 @@ class ChunkMatcher:
             again = _REPEATED.match(msg)
             if again is None:
                 return
-            repeat = int(again.group(1))
+            repeat = int(again.group(1)) if self._expand else 1
             msg = again.group(2).strip()
         conn: str | None = None
         known = False
@@ -237,13 +247,17 @@ class ChunkMatcher:
         if user is None and compiled.has_alt:
             user = found.group("alt_user") or None
         count = repeat
-        if compiled.has_count:
+        if compiled.has_count and kind != "summary" and self._summaries:
             given = found.group("count")
             if given:
                 count = min(_MAX_COUNT, count * max(1, int(given)))
 
         if conn is None:  # no connection id: every line stands alone
-            if kind == "fail" and host:
+            if kind == "summary" and host and self._summaries and compiled.has_count:
+                # Nothing to tell the tries apart from: the N more only.
+                self._fail(compiled.name, host, user, min(_MAX_COUNT, int(found.group("count"))),
+                           stamp, text, now, end, events, 1, (user,) if user else ())
+            elif kind == "fail" and host:
                 self._fail(compiled.name, host, user, count, stamp, text, now, end, events,
                            1, (user,) if user else ())
             elif kind == "success" and host:
@@ -253,6 +267,11 @@ class ChunkMatcher:
 
         connections = self._connections
         state = connections.get(conn)
+        if kind == "summary":
+            if self._summaries:
+                self._summary(compiled, found, conn, state, host, user, stamp, text, end, now,
+                              events)
+            return
         if state is None:
             state = connections[conn] = _Conn()
             if len(connections) > _MAX_CONNECTIONS:
@@ -274,7 +293,7 @@ class ChunkMatcher:
                 state.waiting_user = user
                 state.waiting_count = count
             if compiled.forget:
-                del connections[conn]
+                self._end(conn, state)
         elif kind == "nofail":
             if state.waiting and state.host:
                 self._fail_conn(state, state.waiting, state.waiting_user or user,
@@ -291,12 +310,47 @@ class ChunkMatcher:
             elif host:
                 self._success(compiled.name, host, user, stamp, now, events,
                               found.group("method") if compiled.has_method else None)
-            del connections[conn]
+            self._end(conn, state)
         else:  # close
             if state.waiting and state.host:
                 self._fail_conn(state, state.waiting, state.waiting_user or user,
                                 state.waiting_count, stamp, text, now, end, events)
-            del connections[conn]
+            self._end(conn, state)
+
+    def _end(self, conn: str, state: _Conn) -> None:
+        """Forget a connection; what it counted stays a while for a summary line after it."""
+        del self._connections[conn]
+        if state.counted and state.host:
+            closed = self._closed
+            closed[conn] = (state.host, state.counted)
+            if len(closed) > _MAX_CLOSED:
+                del closed[next(iter(closed))]
+
+    def _summary(self, compiled: _Compiled, found: re.Match[str], conn: str | None,
+                 state: _Conn | None, host: str | None, user: str | None, stamp: str,
+                 text: str, end: int, now: float, events: list[Event]) -> None:
+        """PAM's ``N more authentication failures``: N + 1 tries in all, of which the
+        ones sshd already reported (``Failed password`` lines) were counted."""
+        given = found.group("count") if compiled.has_count else None
+        total = min(_MAX_COUNT, int(given) + 1) if given else 1
+        counted = 0
+        if state is not None:
+            counted = state.counted
+            host = host or state.host
+        if conn is not None:
+            # the connection may have been closed (and re-opened by a later line) before
+            ended = self._closed.pop(conn, None)
+            if ended is not None and (host is None or ended[0] == host):
+                host = ended[0]
+                counted += ended[1]
+        extra = total - counted
+        if extra <= 0 or not host:
+            return
+        if state is not None:
+            state.counted += extra
+        self._fail(compiled.name, host, user or (state.users[-1] if state and state.users
+                                                 else None),
+                   extra, stamp, text, now, end, events, 1, (user,) if user else ())
 
     def _fail_conn(self, state: _Conn, rule: str, user: str | None, count: int, stamp: str,
                    text: str, now: float, end: int, events: list[Event]) -> None:
@@ -305,6 +359,7 @@ class ChunkMatcher:
             user = state.users[-1]
         self._fail(rule, state.host, user, count, stamp, text, now, end, events,
                    state.lines, tuple(state.users))
+        state.counted += count
         state.lines = 0
         state.waiting = None
 

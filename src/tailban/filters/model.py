@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-RuleKind = Literal["fail", "nofail", "host", "success", "close"]
+RuleKind = Literal["fail", "nofail", "host", "success", "close", "summary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,9 @@ class Rule:
     * ``host``: only tells the connection's address (``Connection from ADDR``).
     * ``success``: a login; ends the connection. A failure instead when the connection
       tried another user name before (an intruder logging in under a second name).
+    * ``summary``: a line that sums up the connection's tries (PAM's ``N more authentication
+      failures``): it stands for ``count`` + 1 attempts, of which the connection's failures
+      already counted are taken off, so an attempt is never counted twice.
     * ``close``: the end of a connection. Completes a waiting failure with its address,
       then forgets the connection. Skipped for connections the matcher does not know.
 
@@ -50,6 +53,7 @@ class Rule:
     forget: bool = False
     check: str | None = None
     also: tuple[str, ...] = ()  # further literals: any of them makes a line a candidate
+    legacy: bool = False  # an old log format (``sshd(pam_unix)``, klogind): ``legacy_tags``
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +66,7 @@ class FilterSpec:
     ignore: tuple[str, ...] = ()  # regexes: a line matching one is never a failure
     modes: tuple[str, ...] = ("normal",)
     options: dict[str, str] = field(default_factory=dict)
+    # What tailban counts beyond fail2ban; each a per-jail opt-out (docs/filters.md).
+    expand_repeats: bool = True  # ``message repeated N times`` counts N
+    count_summaries: bool = True  # ``N attempts`` / ``PAM N more`` count their N
+    legacy_tags: bool = True  # read old formats: ``sshd(pam_unix)[pid]:``, klogind
