@@ -242,3 +242,35 @@ def test_a_storm_sends_one_digest(netns: Namespaces, tmp_path: Path,
     assert len(received) == 1, [str(m["Subject"]) for m in received]
     assert "1000" in str(received[0]["Subject"]) + received[0].get_content()
     world.close()
+
+
+def test_usedns_bans_the_confirmed_address_of_a_logged_host_name(
+        netns: Namespaces, tmp_path: Path, make_daemon: Callable[..., DaemonHandle],
+        services: Callable[..., dict[str, Any]]) -> None:
+    # attacker.example.net also lists QUIET among its A records; QUIET's reverse name is
+    # another: only ATTACKER may be banned for lines that name attacker.example.net
+    spec = dict(SPEC, dns=[*SPEC["dns"], ["attacker.example.net", "A", QUIET],
+                           ["nx-only.example.net", "A", "198.51.100.77"]])
+    ns = netns.add("U")
+    world = World(netns, tmp_path, ns, ns, ns)
+    ports = services(ns, spec)
+    log = tmp_path / "secure"
+    log.write_text("")
+    conf = f"\n[dns]\nnameservers = 127.0.0.1\nport = {ports['dns']}\ntimeout = 1\n"
+    daemon = make_daemon(f"[sshd]\nenabled = true\nport = 22\nlogpath = {log}\nmaxretry = 3\n",
+                         ns=ns, extra_daemon=conf)
+    daemon.start()
+    pam = ("sshd(pam_unix)[{pid}]: authentication failure; logname= uid=0 euid=0 "
+           "tty=NODEVssh ruser= rhost={host}  user=root")
+    with log.open("a") as f:
+        f.write("".join(syslog_line(pam.format(pid=700 + i, host=host))
+                        for i, host in enumerate(["attacker.example.net"] * 3
+                                                 + ["nx-only.example.net"] * 3)))
+    world.wait_banned("sshd-v4", ATTACKER)
+    status = json.loads(daemon.cli("status", "--json").stdout)
+    assert wait_for(lambda: json.loads(daemon.cli("status", "--json").stdout)["usedns"]
+                    ["unresolved"] == 3, 5), status
+    assert not world.in_set("sshd-v4", QUIET)
+    assert not world.in_set("sshd-v4", "198.51.100.77")
+    assert "usedns = warn" in daemon.log.read_text()
+    world.close()

@@ -94,6 +94,8 @@ class ControlCommands:
             if self.daemon.enrichment is not None else None,
             "anomaly": self.daemon.anomaly.status() if self.daemon.anomaly is not None
             else None,
+            "usedns": self.daemon.names.worker.status() if self.daemon.names is not None
+            else None,
         }
 
     async def _cmd_banned(self, args: dict[str, Any]) -> list[dict[str, Any]]:

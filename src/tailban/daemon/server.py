@@ -28,6 +28,7 @@ from tailban.daemon.enrichment import EnrichmentBridge, wants_for
 from tailban.daemon.firewall_worker import FirewallWorker
 from tailban.daemon.fleet import FleetBridge
 from tailban.daemon.logs import FollowedFile, LogSet
+from tailban.daemon.names import NameBridge
 from tailban.daemon.notify import sd_notify
 from tailban.daemon.reporting import Reporting
 from tailban.firewall.base import FirewallBackend, FirewallError, JailFirewall
@@ -85,6 +86,7 @@ class Daemon:
         self.enrichment: EnrichmentBridge | None = None
         self.reporting: Reporting | None = None
         self.anomaly: AnomalyBridge | None = None
+        self.names: NameBridge | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class Daemon:
         if settings.anomaly.enabled:
             self.anomaly = AnomalyBridge(self, loop)
             self.anomaly.start()
+        self._start_names()
         self.logs = LogSet(self.store.load_positions(), self.from_start)
         self.logs.configure(enabled)
         polling = any(j.backend == "polling" for j in enabled)
@@ -172,6 +175,9 @@ class Daemon:
             await loop.run_in_executor(None, self.anomaly.stop)
         if self.enrichment is not None:
             await loop.run_in_executor(None, self.enrichment.stop)
+        if self.names is not None:
+            await loop.run_in_executor(None, self.names.stop)
+            self.names = None
         self.watcher.stop()
         for entry in list(self.logs.files.values()):
             self._process(entry)
@@ -293,6 +299,7 @@ class Daemon:
         failures: list[Failure] = []
         seen: list[tuple[str, Failure]] = []
         logins: list[tuple[str, Success]] = []
+        names = self.names
         for chunk in chunks:
             entry.bytes_read += len(chunk)
             for name in entry.jails:
@@ -306,21 +313,54 @@ class Daemon:
                         ignored = jail.config.ignoreip
                         seen.extend((name, f) for f in result.failures
                                     if f.ip is not None and f.ip not in ignored)
+                        if names is not None and jail.config.usedns in ("yes", "warn"):
+                            hosts = [f for f in result.failures if f.ip is None]
+                            if hosts:
+                                names.worker.submit(name, jail.config.usedns, hosts)
                     if result.successes:
                         logins.extend((name, x) for x in result.successes)
                     if enrichment is not None and result.failures:
                         enrichment.on_failures(name, result.failures)
                         if result.bans:
                             failures.extend(result.failures)
-        bans.extend(self.recidive_bans(bans, now))
         position = follower.position
+        self._commit(bans, now, seen, logins, failures,
+                     [position] if position is not None else [])
+
+    def _on_resolved(self, name: str, resolved: list[Failure]) -> None:
+        """usedns: failures of a host name, now with a confirmed address, counted."""
+        jail = self.jails.get(name)
+        if jail is None:
+            return  # the jail went away in a reload
+        now = self.clock()
+        bans = jail.policy.observe(resolved, now)
+        if jail.policy.alerts:
+            self._report_alerts(jail)
+        if self.enrichment is not None:
+            self.enrichment.on_failures(name, resolved)
+        ignored = jail.config.ignoreip
+        self._commit(bans, now, [(name, f) for f in resolved
+                                 if f.ip is not None and f.ip not in ignored], [],
+                     resolved if bans else [], [])
+
+    def _start_names(self) -> None:
+        if self.names is None and any(j.config.usedns in ("yes", "warn")
+                                      for j in self.jails.values()):
+            self.names = NameBridge(self._loop, self._on_resolved, self.config.daemon.enrich)
+            self.names.start()
+
+    def _commit(self, bans: list[Ban], now: float, seen: list[tuple[str, Failure]],
+                logins: list[tuple[str, Success]], failures: list[Failure],
+                positions: list[Position]) -> None:
+        """A round's decisions: bans to the store and the kernel, then history and workers."""
+        bans.extend(self.recidive_bans(bans, now))
+        enrichment = self.enrichment
         if bans:
             # the bans are durable and on their way to the kernel before the history rows
             # (a storm's 30,000 failures) are written
             self.record(bans)
             self.firewall.submit(bans)
-        self.record(positions=[position] if position is not None else [],
-                    failures=seen, successes=logins)
+        self.record(positions=positions, failures=seen, successes=logins)
         if self.anomaly is not None:
             self.anomaly.worker.submit(seen, logins)
         if bans:
@@ -468,6 +508,7 @@ class Daemon:
             for unban in removed:
                 self.ledger.remove(unban.jail, unban.ip)
             self.jails = jails
+            self._start_names()
             self.config = new
             if isinstance(self.backend, CompositeBackend):
                 self.backend.configure(firewall_kinds(enabled.values()))
