@@ -76,7 +76,10 @@ def main() -> int:
     if args.conf:
         with (conf / "tailban.conf").open("a") as f:
             f.write("\n" + args.conf.replace("\\n", "\n") + "\n")
-    tailban = [sys.executable, "-m", "tailban", "-c", str(conf)]
+    # the installed command, as administrators run it (python -m adds runpy's imports)
+    script = Path(sys.prefix) / "bin" / "tailban"
+    tailban = ([str(script)] if script.exists() else [sys.executable, "-m", "tailban"]) + [
+        "-c", str(conf)]
     cli = " ".join(shlex.quote(part) for part in tailban)
     out = args.json or str(data / "e2e.json")
     argv = [sys.executable, str(harness), "--netns", "--name", "tailban",

@@ -1,3 +1,3 @@
-from tailban.cli import main
+from tailban.quick import main
 
 raise SystemExit(main())

@@ -12,9 +12,10 @@ from typing import Any
 
 from tailban import __version__
 from tailban.config.errors import ConfigError
-from tailban.config.load import DEFAULT_CONFDIR, load_config, load_daemon_settings
+from tailban.config.load import load_config, load_daemon_settings
 from tailban.control.client import CommandFailed, DaemonUnavailable, call
 from tailban.core.durations import format_duration
+from tailban.defaults import DEFAULT_CONFDIR
 
 EX_UNAVAILABLE = 69
 EX_CONFIG = 78
@@ -469,6 +470,8 @@ def _format_status(status: dict[str, Any]) -> str:
         lines.append(f"jail {name} (filter {jail['filter']}): "
                      f"{jail['currently_banned']} banned ({jail['total_banned']} total), "
                      f"{jail['currently_failing']} failing, {jail['total_failures']} failures")
+        if jail.get("backend") == "systemd":
+            lines.append(f"  reads the journal ({jail.get('backend_reason', '')})")
         for path in jail["files"]:
             error = jail["file_errors"].get(path)
             lines.append(f"  {path}" + (f"  [{error}]" if error else ""))

@@ -10,6 +10,7 @@ import dataclasses
 import glob
 import os
 import re
+import shlex
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TypeVar
 
 from tailban.config.errors import ConfigError
 from tailban.config.ini import IniDocument, Value
-from tailban.config.model import Config, DaemonSettings, JailConfig
+from tailban.config.model import Config, DaemonSettings, JailConfig, JournalOptions
 from tailban.config.sections import (
     SECTIONS,
     anomaly_settings,
@@ -31,6 +32,7 @@ from tailban.config.sections import (
 from tailban.core.addresses import IgnoreList, normalise_target
 from tailban.core.bantime import BantimeIncrement, parse_multipliers
 from tailban.core.durations import parse_duration
+from tailban.defaults import DEFAULT_CONFDIR
 from tailban.filters.builtin import UnknownFilter, resolve_filter
 from tailban.filters.model import FilterSpec
 from tailban.firewall.registry import banaction as banaction_kind
@@ -38,11 +40,21 @@ from tailban.fleet.policy import SHARE_MODES
 
 T = TypeVar("T")
 
-DEFAULT_CONFDIR = "/etc/tailban"
 _JAIL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 _TRUE = {"1", "yes", "true", "on"}
 _BACKENDS = {"auto": "auto", "watchdog": "watchdog", "inotify": "watchdog",
              "pyinotify": "watchdog", "polling": "polling"}
+# journalctl matches of the built-in filters (fail2ban's filter.d journalmatch, with the
+# unit names Debian uses); "+" separates alternatives.
+JOURNAL_MATCHES = {
+    "sshd": "_SYSTEMD_UNIT=ssh.service + _SYSTEMD_UNIT=sshd.service + _COMM=sshd"
+            " + _COMM=sshd-session",
+    "postfix": "_SYSTEMD_UNIT=postfix.service + _SYSTEMD_UNIT=postfix@-.service",
+    "dovecot": "_SYSTEMD_UNIT=dovecot.service",
+    "dropbear": "_SYSTEMD_UNIT=dropbear.service + _COMM=dropbear",
+}
+_JOURNAL_FIELD = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+_BACKEND_OPTION = re.compile(r"\s*([A-Za-z_][\w.-]*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^,]*?)\s*(?:,|$)")
 _PROTOCOLS = ("tcp", "udp", "sctp", "dccp", "all")
 _DAEMON_KEYS = {"socket", "pidfile", "dbfile", "logtarget", "loglevel", "dbpurgeage",
                 "flushonstop", "table", "checkinterval", "dbmaxmatches", "allowipv6",
@@ -55,13 +67,14 @@ _JAIL_KEYS = {"enabled", "filter", "mode", "logpath", "backend", "maxretry", "fi
               "banprefix4", "banprefix6", "banlist", "account_maxretry", "account_findtime",
               "account_action", "reset_on_success", "share", "fleet_bantime", "fleet_trust",
               "action", "dnsbl_action", "destemail", "sender", "anomaly_action",
-              "netban_action", "wave_alerts", "expand_repeats", "count_summaries", "legacy_tags"}
+              "netban_action", "wave_alerts", "journalmatch", "expand_repeats",
+              "count_summaries", "legacy_tags"}
 # per-jail opt-outs of what the built-in filters count beyond fail2ban (all on by default)
 _BEYOND_FAIL2BAN = ("expand_repeats", "count_summaries", "legacy_tags")
 # fail2ban options that mean nothing here yet: accepted with a warning so a fail2ban
 # jail.local keeps loading instead of failing on its first line.
 _FAIL2BAN_IGNORED = {"chain", "mta", "ignorecommand",
-                     "before", "after", "datepattern", "journalmatch", "maxlines",
+                     "before", "after", "datepattern", "maxlines",
                      "maxmatches", "mode_default", "action_", "action_mw", "action_mwl",
                      "action_xarf", "action_cf_mwl", "action_blocklist_de", "action_abuseipdb",
                      "action_badips", "action_badips_report", "banaction_type", "prefregex",
@@ -237,9 +250,12 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
         raise ConfigError(str(exc), file=where.file if where else origin,
                           line=where.line if where else origin_line, section=name,
                           option="filter") from None
+    backend, journal = typed("backend", _backend, ("auto", JournalOptions()))
+    journal = dataclasses.replace(journal, match=typed(
+        "journalmatch", _journalmatch, _journalmatch(JOURNAL_MATCHES.get(spec.name, ""))))
     logpath = raw("logpath")
     logpaths = tuple(_logpaths(logpath.text)) if logpath else ()
-    if enabled and not logpaths and spec.name != "recidive":
+    if enabled and not logpaths and spec.name != "recidive" and backend != "systemd":
         raise ConfigError("enabled jail has no logpath", file=logpath.file if logpath else origin,
                           line=logpath.line if logpath else origin_line, section=name,
                           option="logpath")
@@ -248,7 +264,6 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
             assert logpath is not None
             raise ConfigError(f"logpath must be absolute: {path!r}", file=logpath.file,
                               line=logpath.line, section=name, option="logpath")
-    backend = typed("backend", _backend, "auto")
     maxretry = typed("maxretry", _int_at_least(1), 5)
     findtime = typed("findtime", parse_duration, 600.0)
     bantime = typed("bantime", lambda t: parse_duration(t, allow_forever=True), 600.0)
@@ -296,7 +311,8 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
         dnsbl_action=typed("dnsbl_action", _dnsbl_action, "none"),
         anomaly_action=typed("anomaly_action", _alert_action, "alert"),
         netban_action=typed("netban_action", _alert_action, "alert"),
-        wave_alerts=typed("wave_alerts", parse_bool, True), source_file=origin)
+        wave_alerts=typed("wave_alerts", parse_bool, True), journal=journal,
+        source_file=origin)
 
 
 def _typed(value: Value, section: str, key: str, parse: Callable[[str], T]) -> T:
@@ -446,13 +462,81 @@ def _logpaths(text: str) -> list[str]:
     return paths
 
 
-def _backend(text: str) -> str:
-    key = text.strip().lower()
-    if key.startswith("systemd"):
-        raise ValueError("the journald backend is not available yet; use a log file")
-    if key not in _BACKENDS:
-        raise ValueError(f"unknown backend (known: {', '.join(sorted(_BACKENDS))})")
-    return _BACKENDS[key]
+def _backend(text: str) -> tuple[str, JournalOptions]:
+    """``auto``, file backends, ``systemd`` or ``systemd[journalpath=DIR]``,
+    ``systemd[journalfiles="/a.journal /b.journal"]``, ``systemd[journalflags=N]``."""
+    key = text.strip()
+    systemd = re.fullmatch(r"systemd\s*(?:\[(?P<opts>.*)\])?", key, re.IGNORECASE | re.DOTALL)
+    if systemd is not None:
+        return "systemd", _journal_options(systemd.group("opts") or "")
+    if key.lower() not in _BACKENDS:
+        raise ValueError(f"unknown backend (known: {', '.join(sorted(_BACKENDS))}, systemd)")
+    return _BACKENDS[key.lower()], JournalOptions()
+
+
+def _journal_options(text: str) -> JournalOptions:
+    options: dict[str, str] = {}
+    text = text.strip()
+    pos = 0
+    while pos < len(text):
+        found = _BACKEND_OPTION.match(text, pos)
+        if found is None or found.end() == pos:
+            raise ValueError(f"cannot read backend options at {text[pos:]!r} "
+                             "(expected name=value, name=value)")
+        name, value = found.group(1).lower(), found.group(2)
+        if value[:1] in ("'", '"'):
+            value = value[1:-1]
+        if name not in ("journalpath", "journalfiles", "journalflags"):
+            raise ValueError(f"unknown systemd backend option {name!r} (known: journalpath, "
+                             "journalfiles, journalflags)")
+        if name in options:
+            raise ValueError(f"systemd backend option {name!r} given twice")
+        options[name] = value.strip()
+        pos = found.end()
+    path = options.get("journalpath") or None
+    files = tuple(f for f in re.split(r"[\s,]+", options.get("journalfiles", "")) if f)
+    for item in (path, *files):
+        if item is not None and not os.path.isabs(item):
+            raise ValueError(f"journal paths must be absolute: {item!r}")
+    if path and files:
+        raise ValueError("journalpath and journalfiles cannot be used together")
+    if "journalfiles" in options and not files:
+        raise ValueError("journalfiles names no file")
+    system = True
+    if "journalflags" in options:
+        flags = options["journalflags"]
+        if flags not in ("0", "4"):
+            raise ValueError(f"journalflags {flags!r} is not supported: 4 (system journal, the "
+                             "default) or 0 (every local journal); use journalpath or "
+                             "journalfiles for others")
+        system = flags == "4"
+    return JournalOptions(path=path, files=files, system=system)
+
+
+def _journalmatch(text: str) -> tuple[str, ...]:
+    """fail2ban's ``journalmatch``: ``FIELD=value`` words, ``+`` between alternatives,
+    each line one more alternative; shell quoting for values with spaces."""
+    tokens: list[str] = []
+    for line in text.splitlines():
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise ValueError(f"cannot split journalmatch: {exc}") from None
+        if not words:
+            continue
+        if tokens:
+            tokens.append("+")
+        tokens.extend(words)
+    for index, token in enumerate(tokens):
+        if token == "+":
+            if index == 0 or index == len(tokens) - 1 or tokens[index - 1] == "+":
+                raise ValueError("'+' must stand between two matches")
+            continue
+        field, eq, _ = token.partition("=")
+        if not eq or not _JOURNAL_FIELD.fullmatch(field):
+            raise ValueError(f"not a journal match {token!r}: expected FIELD=value with FIELD "
+                             "in capitals, digits and '_' (e.g. _SYSTEMD_UNIT=ssh.service)")
+    return tuple(tokens)
 
 
 def _protocol(text: str) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from tailban.core.addresses import IgnoreList
 from tailban.core.bantime import BantimeIncrement
+from tailban.defaults import DEFAULT_SOCKET
 from tailban.filters.model import FilterSpec
 from tailban.jails.policy import JailRules
 from tailban.notify.mail import MailSettings
@@ -91,7 +92,7 @@ class AnomalySettings:
 class DaemonSettings:
     """``tailban.conf`` ``[Definition]``: where the daemon keeps its socket, pid and state."""
 
-    socket: str = "/run/tailban/tailban.sock"
+    socket: str = DEFAULT_SOCKET
     pidfile: str = "/run/tailban/tailban.pid"
     dbfile: str = "/var/lib/tailban/tailban.sqlite3"
     logtarget: str = "stderr"
@@ -106,6 +107,17 @@ class DaemonSettings:
     mail_startstop: bool = True
     history: HistorySettings = field(default_factory=HistorySettings)
     anomaly: AnomalySettings = field(default_factory=AnomalySettings)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalOptions:
+    """Where a jail reads the systemd journal and which entries (``backend = systemd[...]``,
+    ``journalmatch``); used with ``backend = systemd``, and by ``auto`` when it picks it."""
+
+    path: str | None = None  # journalpath: a directory of journal files
+    files: tuple[str, ...] = ()  # journalfiles
+    system: bool = True  # journalflags 4 (fail2ban's default): system journal only
+    match: tuple[str, ...] = ()  # journalctl match arguments, "+" between alternatives
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +156,7 @@ class JailConfig:
     anomaly_action: str = "alert"  # alert | ban | none: unusual successful logins
     netban_action: str = "alert"  # alert | ban | none: distributed attacks from one network
     wave_alerts: bool = True  # attack-wave start/end alerts
+    journal: JournalOptions = field(default_factory=JournalOptions)
     source_file: str = ""
 
     @property

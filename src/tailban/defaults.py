@@ -1,0 +1,4 @@
+"""Default paths, in a module light enough for the CLI's short path to import."""
+
+DEFAULT_CONFDIR = "/etc/tailban"
+DEFAULT_SOCKET = "/run/tailban/tailban.sock"
