@@ -38,7 +38,8 @@ def test_a_version_1_store_is_migrated_and_keeps_its_data(tmp_path: Path) -> Non
         assert store.get_meta("schema_version") == str(LOCAL_STEPS[-1].version)
         assert store.load_bans() == [Ban("sshd", "203.0.113.5", 1000.0, None, 3, "line", "log")]
         assert store.load_positions()["/var/log/auth.log"].offset == 300
-        assert store.ban_counts() == {"sshd": {"203.0.113.5": 1}}
+        assert store.past_bans("sshd", "203.0.113.5") == 1
+        assert store.past_bans(None, "203.0.113.5") == 1
         # the new tables work
         store.record(failures=[("sshd", Failure("198.51.100.1", "198.51.100.1", 7200.0,
                                                 "root", "failed_password", 1, "x"))])

@@ -37,7 +37,7 @@ from tailban.jails.jail import Jail
 from tailban.sources.follower import Position
 from tailban.sources.watch import DirectoryWatcher
 from tailban.stores.history import purge, roll_up
-from tailban.stores.sqlite import SqliteStore
+from tailban.stores.sqlite import PastBans, SqliteStore
 
 log = logging.getLogger("tailban")
 
@@ -87,6 +87,7 @@ class Daemon:
         self.reporting: Reporting | None = None
         self.anomaly: AnomalyBridge | None = None
         self.names: NameBridge | None = None
+        self._past_bans: dict[str, PastBans] = {}  # per jail, "*" for overalljails
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -109,7 +110,6 @@ class Daemon:
         if dropped:
             self.store.record(unbans=[Unban(b.jail, b.ip, now, "expired while stopped")
                                       for b in dropped])
-        self._ban_counts = self.store.ban_counts()
         for jail_config in enabled:
             self.jails[jail_config.name] = self._new_jail(jail_config)
         self._seedrecidive_bans(now)
@@ -134,7 +134,8 @@ class Daemon:
             self.anomaly = AnomalyBridge(self, loop)
             self.anomaly.start()
         self._start_names()
-        self.logs = LogSet(self.store.load_positions(), self.from_start)
+        self.logs = LogSet(self.store.load_positions(), self.from_start,
+                           on_journal=self._on_journal_data)
         self.logs.configure(enabled)
         polling = any(j.backend == "polling" for j in enabled)
         self.watcher = DirectoryWatcher(self._on_directory_event, force_polling=polling)
@@ -179,6 +180,7 @@ class Daemon:
             await loop.run_in_executor(None, self.names.stop)
             self.names = None
         self.watcher.stop()
+        self.logs.stop_journals()  # what journalctl had read is still processed below
         for entry in list(self.logs.files.values()):
             self._process(entry)
         self._save_positions()
@@ -244,16 +246,12 @@ class Daemon:
                     jail.policy.window.add(failure.ip, failure.time)
 
     def _new_jail(self, config: JailConfig) -> Jail:
-        """A jail whose repeat-offender counts continue from the ban history."""
-        if config.increment.overalljails:
-            overall = self._ban_counts.setdefault("*", {})
-            if not overall:
-                for per_jail in list(self._ban_counts.values()):
-                    for ip, n in per_jail.items():
-                        overall[ip] = overall.get(ip, 0) + n
-            counts = overall
-        else:
-            counts = self._ban_counts.setdefault(config.name, {})
+        """A jail whose repeat-offender counts continue from the ban history (read per
+        address when it is banned again, so a long history costs no start-up time)."""
+        key = "*" if config.increment.overalljails else config.name
+        counts = self._past_bans.get(key)
+        if counts is None:
+            counts = self._past_bans[key] = PastBans(self.store, None if key == "*" else key)
         return Jail(config, self.ledger, previous_bans=counts, jitter=random.random)
 
     def _firewall_layout(self) -> None:
@@ -267,6 +265,21 @@ class Daemon:
         loop = self._loop
         with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
             loop.call_soon_threadsafe(self._mark_dirty, directory)
+
+    def _on_journal_data(self, key: str) -> None:
+        """Called on a journal reader thread when it has lines (or journalctl ended)."""
+        loop = self._loop
+        with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+            loop.call_soon_threadsafe(self._process_journal, key)
+
+    def _process_journal(self, key: str) -> None:
+        entry = self.logs.files.get(key)
+        if entry is None:
+            return
+        try:
+            self._process(entry)
+        except Exception:  # one source's trouble must not stop the others
+            log.exception("processing %s failed", key)
 
     def _mark_dirty(self, directory: str) -> None:
         self._dirty.add(directory)

@@ -1,13 +1,15 @@
 """An exact sliding window of failure times per address.
 
 fail2ban keeps a count and rescales it by rate; here every failure's own timestamp is kept
-(in a deque pruned by ``findtime``) so "maxretry failures within findtime" means exactly
-that. Memory is bounded by pruning idle addresses in ``expire``.
+so "maxretry failures within findtime" means exactly that. Memory is what a botnet storm
+costs: most addresses fail once, so an address with one failure holds just its time (a
+float), and a list only from the second failure on (a deque per address cost ~700 bytes).
+Idle addresses are pruned in ``expire``.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_left, insort
 
 
 class FailureWindow:
@@ -17,37 +19,43 @@ class FailureWindow:
 
     def __init__(self, findtime: float) -> None:
         self.findtime = findtime
-        self._times: dict[str, deque[float]] = {}
+        # one failure: its time; more: their times, sorted
+        self._times: dict[str, float | list[float]] = {}
 
     def add(self, ip: str, when: float, count: int = 1) -> int:
         """Record ``count`` failures at ``when``; return how many fall in the window."""
-        times = self._times.get(ip)
-        if times is None:
-            times = self._times[ip] = deque()
-        if times and when < times[-1]:
-            # Slightly out-of-order lines (pflogsumm-style merges): keep the deque sorted.
-            items = sorted([*times, *([when] * count)])
-            times.clear()
-            times.extend(items)
-            newest = times[-1]
+        held = self._times.get(ip)
+        if held is None:
+            self._times[ip] = when if count == 1 else [when] * count
+            return count
+        if isinstance(held, list):
+            times = held
         else:
-            if count == 1:
-                times.append(when)
-            else:
-                times.extend([when] * count)
-            newest = when
-        cutoff = newest - self.findtime
-        while times and times[0] < cutoff:
-            times.popleft()
+            times = self._times[ip] = [held]
+        if when < times[-1]:
+            # Slightly out-of-order lines (pflogsumm-style merges): keep the list sorted.
+            for _ in range(count):
+                insort(times, when)
+        elif count == 1:
+            times.append(when)
+        else:
+            times.extend([when] * count)
+        cutoff = times[-1] - self.findtime
+        if times[0] < cutoff:
+            del times[:bisect_left(times, cutoff)]
         return len(times)
 
     def count(self, ip: str) -> int:
-        times = self._times.get(ip)
-        return len(times) if times else 0
+        held = self._times.get(ip)
+        if held is None:
+            return 0
+        return len(held) if isinstance(held, list) else 1
 
     def first_seen(self, ip: str) -> float | None:
-        times = self._times.get(ip)
-        return times[0] if times else None
+        held = self._times.get(ip)
+        if held is None:
+            return None
+        return held[0] if isinstance(held, list) else held
 
     def forget(self, ip: str) -> None:
         self._times.pop(ip, None)
@@ -55,7 +63,8 @@ class FailureWindow:
     def expire(self, now: float) -> int:
         """Drop addresses whose newest failure left the window; return how many."""
         cutoff = now - self.findtime
-        stale = [ip for ip, times in self._times.items() if not times or times[-1] < cutoff]
+        stale = [ip for ip, held in self._times.items()
+                 if (held[-1] if isinstance(held, list) else held) < cutoff]
         for ip in stale:
             del self._times[ip]
         return len(stale)

@@ -162,6 +162,23 @@ LOCAL_STEPS: tuple[Step, ...] = (
 LINE_KEPT = 300  # characters of a failure's log line kept as incident evidence
 
 
+class PastBans(dict[str, int]):
+    """Bans per address for bantime.increment: read from the history the first time an
+    address is banned again, then counted in memory (the jail adds each new ban)."""
+
+    def __init__(self, store: SqliteStore, jail: str | None) -> None:
+        super().__init__()
+        self._store = store
+        self._jail = jail
+
+    def get(self, ip: str, default: int = 0) -> int:  # type: ignore[override]
+        try:
+            return self[ip]
+        except KeyError:
+            count = self[ip] = self._store.past_bans(self._jail, ip)
+            return count
+
+
 class SqliteStore:
     """The daemon's durable state; used from one thread (the event loop)."""
 
@@ -197,7 +214,11 @@ class SqliteStore:
     def load_bans(self) -> list[Ban]:
         rows = self._db.execute(
             "SELECT jail, ip, banned_at, expires_at, failures, line, source FROM bans")
-        return [Ban(*row) for row in rows]
+        # one string object per jail name and source, not one per row
+        names: dict[str, str] = {}
+        return [Ban(names.setdefault(jail, jail), ip, banned_at, expires_at, failures, line,
+                    names.setdefault(source, source))
+                for jail, ip, banned_at, expires_at, failures, line, source in rows]
 
     def record(self, bans: Iterable[Ban] = (), unbans: Iterable[Unban] = (),
                positions: Iterable[Position] = (),
@@ -339,13 +360,14 @@ class SqliteStore:
                                 " ORDER BY banned_at", (since,))
         return [{"jail": j, "ip": ip, "banned_at": at} for j, ip, at in rows]
 
-    def ban_counts(self) -> dict[str, dict[str, int]]:
-        """Bans per address so far, per jail (bantime.increment grows with these)."""
-        counts: dict[str, dict[str, int]] = {}
-        for jail, ip, n in self._db.execute(
-                "SELECT jail, ip, count(*) FROM ban_history GROUP BY jail, ip"):
-            counts.setdefault(jail, {})[ip] = n
-        return counts
+    def past_bans(self, jail: str | None, ip: str) -> int:
+        """Bans of ``ip`` so far in ``jail`` (None: in any jail)."""
+        if jail is None:
+            row = self._db.execute("SELECT count(*) FROM ban_history WHERE ip = ?", (ip,))
+        else:
+            row = self._db.execute(
+                "SELECT count(*) FROM ban_history WHERE ip = ? AND jail = ?", (ip, jail))
+        return int(row.fetchone()[0])
 
     def purge_history(self, older_than: float) -> int:
         cur = self._db.execute(
