@@ -64,6 +64,9 @@ def test_pam_more_counts_tries_only_pam_saw() -> None:
                   for s in range(2)) + sshd(9, MORE.format(n=3), 5)
     assert [f.count for f in failures(SSHD, log)] == [1, 1, 2]
     assert failures(off(SSHD, count_summaries=False), log)[-1].count == 1
+    # PAM writes the singular for one: "PAM 1 more authentication failure;"
+    log = sshd(10, PAM) + sshd(10, MORE.format(n=1).replace("failures;", "failure;"), 3)
+    assert weights(failures(SSHD, log)) == [(ATTACKER, "sshd:pam-more", 2)]
 
 
 def test_old_red_hat_pam_tag_and_klogind() -> None:

@@ -116,8 +116,8 @@ _SSHD_COMMON: tuple[Rule, ...] = (
           + r" port \d+: Change of username or service not allowed: \(.*\) -> \(.*\)" + _S,
           forget=True),
     # PAM's summary of a connection's tries; counts only the tries sshd did not report.
-    _rule("sshd:pam-more", "more authentication failures;",
-          r"PAM (?P<count>\d+) more authentication failures" + _PAM_FIELDS, "summary"),
+    _rule("sshd:pam-more", "more authentication failure",
+          r"PAM (?P<count>\d+) more authentication failures?" + _PAM_FIELDS, "summary"),
     # Old Red Hat syslog: ``sshd(pam_unix)[pid]: authentication failure; ...`` is the only
     # trace of a failed password (no ``Failed password`` line exists in those logs).
     replace(_rule("sshd:pam-unix-legacy", "authentication failure;", _PAM_TAIL), legacy=True),
