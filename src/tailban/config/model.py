@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from tailban.core.addresses import IgnoreList
 from tailban.core.bantime import BantimeIncrement
 from tailban.defaults import DEFAULT_SOCKET
+from tailban.filters.fail2ban_file import UserFilter
 from tailban.filters.model import FilterSpec
 from tailban.jails.policy import JailRules
-from tailban.notify.mail import MailSettings
+from tailban.notify.settings import MailSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ class JailConfig:
     name: str
     enabled: bool
     filter_ref: str
-    filter: FilterSpec
+    filter: FilterSpec | UserFilter
     logpaths: tuple[str, ...]
     backend: str
     maxretry: int

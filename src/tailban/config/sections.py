@@ -21,7 +21,7 @@ from tailban.config.model import (
     HistorySettings,
 )
 from tailban.core.durations import parse_duration
-from tailban.notify.mail import MailSettings, valid_address
+from tailban.notify.settings import MailSettings, valid_address
 
 T = TypeVar("T")
 

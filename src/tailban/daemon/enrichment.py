@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tailban.config.model import Config
 from tailban.core.durations import format_duration
 from tailban.core.events import Ban, Failure
 from tailban.daemon.mailer import MailWorker
@@ -46,22 +45,6 @@ class Request:
     purpose: str  # "ban" | "dnsbl" | "show"
     ban: Ban | None = None
     lines: tuple[str, ...] = ()
-
-
-def wants_for(config: Config) -> Wants | None:
-    """Which sources to run; None when nothing needs enrichment at all."""
-    settings = config.daemon.enrich
-    jails = config.enabled_jails
-    mail_whois = any(j.mail.startswith("mail-whois") for j in jails)
-    dnsbl_jails = any(j.dnsbl_action != "none" for j in jails)
-    if settings.enabled:
-        return Wants(geoip=any((settings.country_db, settings.city_db, settings.asn_db)),
-                     rdns=settings.rdns, dnsbl=bool(settings.dnsbl_zones),
-                     whois=settings.whois or mail_whois)
-    if mail_whois or dnsbl_jails or any(j.mail != "none" for j in jails) \
-            or config.daemon.mail is not None:
-        return Wants(dnsbl=dnsbl_jails and bool(settings.dnsbl_zones), whois=mail_whois)
-    return None
 
 
 class EnrichmentWorker:

@@ -13,12 +13,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from tailban.config.model import EnrichSettings
 from tailban.core.events import Failure
 from tailban.daemon.workqueue import WorkQueue
-from tailban.enrich.dns import DnsSettings, Resolver
 from tailban.enrich.names import DnsLookups, NameCache
+
+if TYPE_CHECKING:
+    from tailban.enrich.dns import ReverseResult
 
 log = logging.getLogger("tailban.usedns")
 
@@ -28,8 +31,26 @@ WARN_EVERY = 3600.0  # usedns = warn: one warning per name per hour
 Deliver = Callable[[str, list[Failure]], None]
 
 
-def resolver_for(settings: EnrichSettings) -> Resolver:
-    return Resolver(DnsSettings(settings.nameservers, settings.dns_port, settings.dns_timeout))
+class LazyResolver:
+    """The DNS client, built at the first name (dnspython is large; most logs name none)."""
+
+    def __init__(self, settings: EnrichSettings) -> None:
+        self._settings = settings
+        self._resolver: DnsLookups | None = None
+
+    def _get(self) -> DnsLookups:
+        if self._resolver is None:
+            from tailban.enrich.dns import DnsSettings, Resolver
+
+            s = self._settings
+            self._resolver = Resolver(DnsSettings(s.nameservers, s.dns_port, s.dns_timeout))
+        return self._resolver
+
+    def forward(self, name: str) -> tuple[str, ...]:
+        return self._get().forward(name)
+
+    def reverse(self, ip: str) -> ReverseResult:
+        return self._get().reverse(ip)
 
 
 class NameWorker:
@@ -101,7 +122,7 @@ class NameBridge:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_loop: Deliver,
                  settings: EnrichSettings) -> None:
-        self.worker = NameWorker(resolver_for(settings), self._post)
+        self.worker = NameWorker(LazyResolver(settings), self._post)
         self._loop = loop
         self._on_loop = on_loop
         self._closed = threading.Event()

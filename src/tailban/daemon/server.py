@@ -13,7 +13,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tailban import __version__
 from tailban.bans.ledger import BanLedger
@@ -22,15 +22,11 @@ from tailban.config.load import load_config, read_banlist
 from tailban.config.model import Config, JailConfig
 from tailban.control.server import CommandError, ControlServer
 from tailban.core.events import Ban, Failure, Success, Unban
-from tailban.daemon.anomaly import AnomalyBridge
 from tailban.daemon.commands import ControlCommands
-from tailban.daemon.enrichment import EnrichmentBridge, wants_for
 from tailban.daemon.firewall_worker import FirewallWorker
-from tailban.daemon.fleet import FleetBridge
 from tailban.daemon.logs import FollowedFile, LogSet
-from tailban.daemon.names import NameBridge
 from tailban.daemon.notify import sd_notify
-from tailban.daemon.reporting import Reporting
+from tailban.enrich.service import wants_for
 from tailban.firewall.base import FirewallBackend, FirewallError, JailFirewall
 from tailban.firewall.registry import CompositeBackend, make_backend
 from tailban.jails.jail import Jail
@@ -38,6 +34,13 @@ from tailban.sources.follower import Position
 from tailban.sources.watch import DirectoryWatcher
 from tailban.stores.history import purge, roll_up
 from tailban.stores.sqlite import PastBans, SqliteStore
+
+if TYPE_CHECKING:  # each imported when its feature is configured (memory of an idle daemon)
+    from tailban.daemon.anomaly import AnomalyBridge
+    from tailban.daemon.enrichment import EnrichmentBridge
+    from tailban.daemon.fleet import FleetBridge
+    from tailban.daemon.names import NameBridge
+    from tailban.daemon.reporting import Reporting
 
 log = logging.getLogger("tailban")
 
@@ -121,16 +124,23 @@ class Daemon:
         self.firewall = FirewallWorker(self.backend, self.clock)
         self.firewall.start()
         if settings.fleet.enabled:
+            from tailban.daemon.fleet import FleetBridge
+
             self.fleet = FleetBridge(self, loop)
             self.fleet.start()
         wants = wants_for(self.config)
         if wants is not None:
+            from tailban.daemon.enrichment import EnrichmentBridge
+            from tailban.daemon.reporting import Reporting
+
             self.enrichment = EnrichmentBridge(self, loop, wants)
             self.enrichment.start()
             if self.enrichment.mailer is not None:
                 self.reporting = Reporting(self, loop)
                 self.reporting.start()
         if settings.anomaly.enabled:
+            from tailban.daemon.anomaly import AnomalyBridge
+
             self.anomaly = AnomalyBridge(self, loop)
             self.anomaly.start()
         self._start_names()
@@ -359,6 +369,8 @@ class Daemon:
     def _start_names(self) -> None:
         if self.names is None and any(j.config.usedns in ("yes", "warn")
                                       for j in self.jails.values()):
+            from tailban.daemon.names import NameBridge
+
             self.names = NameBridge(self._loop, self._on_resolved, self.config.daemon.enrich)
             self.names.start()
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from tailban.enrich.dns import ReverseResult, normalize_hostname
+if TYPE_CHECKING:
+    from tailban.enrich.dns import ReverseResult
 
 MAX_ADDRESSES = 8  # addresses of one name that are checked (and may be banned)
 CACHE_SIZE = 10_000
@@ -35,6 +36,8 @@ class NameAnswer:
 
 def confirm(name: str, dns: DnsLookups) -> NameAnswer:
     """The addresses ``name`` may stand for; () for an invalid or unknown name."""
+    from tailban.enrich.dns import normalize_hostname
+
     host = normalize_hostname(name)
     if host is None:
         return NameAnswer((), error="not a host name")

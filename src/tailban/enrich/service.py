@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tailban.config.model import EnrichSettings
-from tailban.enrich.dns import DnsSettings, Resolver
+from tailban.config.model import Config, EnrichSettings
 from tailban.enrich.facts import Enrichment
-from tailban.enrich.geoip import GeoIPLookup
-from tailban.enrich.whois import WhoisClient
+
+if TYPE_CHECKING:  # imported when wanted: dnspython and geoip2 cost ~25 MiB of memory
+    from tailban.enrich.dns import Resolver
+    from tailban.enrich.geoip import GeoIPLookup
+    from tailban.enrich.whois import WhoisClient
 
 log = logging.getLogger("tailban.enrich")
 
@@ -29,22 +32,47 @@ class Wants:
     whois: bool = False
 
 
+def wants_for(config: Config) -> Wants | None:
+    """Which sources to run; None when nothing needs enrichment at all."""
+    settings = config.daemon.enrich
+    jails = config.enabled_jails
+    mail_whois = any(j.mail.startswith("mail-whois") for j in jails)
+    dnsbl_jails = any(j.dnsbl_action != "none" for j in jails)
+    if settings.enabled:
+        return Wants(geoip=any((settings.country_db, settings.city_db, settings.asn_db)),
+                     rdns=settings.rdns, dnsbl=bool(settings.dnsbl_zones),
+                     whois=settings.whois or mail_whois)
+    if mail_whois or dnsbl_jails or any(j.mail != "none" for j in jails) \
+            or config.daemon.mail is not None:
+        return Wants(dnsbl=dnsbl_jails and bool(settings.dnsbl_zones), whois=mail_whois)
+    return None
+
+
 class Enricher:
     def __init__(self, settings: EnrichSettings, wants: Wants, *,
                  whois_resolve: Callable[[str, int], tuple[str, int]] | None = None) -> None:
         self.settings = settings
         self.wants = wants
-        self.geoip = (GeoIPLookup(settings.country_db, settings.city_db, settings.asn_db)
-                      if wants.geoip else None)
-        self.dns = Resolver(DnsSettings(settings.nameservers, settings.dns_port,
-                                        settings.dns_timeout, settings.dnsbl_zones,
-                                        settings.dnsbl_budget)) \
-            if wants.rdns or wants.dnsbl else None
-        self.whois = WhoisClient((settings.whois_server, settings.whois_port),
-                                 timeout=settings.whois_timeout,
-                                 rate_per_minute=settings.whois_rate,
-                                 cache_ttl=settings.ttl, resolve=whois_resolve) \
-            if wants.whois else None
+        self.geoip: GeoIPLookup | None = None
+        self.dns: Resolver | None = None
+        self.whois: WhoisClient | None = None
+        if wants.geoip:
+            from tailban.enrich.geoip import GeoIPLookup
+
+            self.geoip = GeoIPLookup(settings.country_db, settings.city_db, settings.asn_db)
+        if wants.rdns or wants.dnsbl:
+            from tailban.enrich.dns import DnsSettings, Resolver
+
+            self.dns = Resolver(DnsSettings(settings.nameservers, settings.dns_port,
+                                            settings.dns_timeout, settings.dnsbl_zones,
+                                            settings.dnsbl_budget))
+        if wants.whois:
+            from tailban.enrich.whois import WhoisClient
+
+            self.whois = WhoisClient((settings.whois_server, settings.whois_port),
+                                     timeout=settings.whois_timeout,
+                                     rate_per_minute=settings.whois_rate,
+                                     cache_ttl=settings.ttl, resolve=whois_resolve)
 
     def problems(self) -> list[str]:
         """For the log at start: missing databases and the like (never fatal)."""
