@@ -150,9 +150,20 @@ def test_duration_forever_and_errors() -> None:
 @pytest.mark.parametrize(("raw", "expected"), [
     ("1.2.3.4", "1.2.3.4"), ("::ffff:1.2.3.4", "1.2.3.4"), ("192.030.0.6", "192.30.0.6"),
     ("2001:DB8::0:1", "2001:db8::1"), ("[2001:db8::1]", "2001:db8::1"),
-    ("example.com", None), ("1.2.3.4.5", None), ("", None), ("1.2.3.256", None)])
+    ("example.com", None), ("1.2.3.4.5", None), ("", None), ("1.2.3.256", None),
+    ("0.0.0.0", "0.0.0.0"), ("255.255.255.255", "255.255.255.255"), ("01.2.3.4", "1.2.3.4"),
+    (" 1.2.3.4", "1.2.3.4"), ("1.2.3", None), ("1.2.3.4\n", "1.2.3.4")])
 def test_normalise_ip(raw: str, expected: str | None) -> None:
     assert normalise_ip(raw) == expected
+
+
+def test_ignorelist_ipv4_fast_path_agrees_with_ipaddress() -> None:
+    ignore = IgnoreList.parse("127.0.0.1/8 10.0.0.0/8 192.168.1.5 ::1 2001:db8::/32")
+    cases = {"127.5.5.5": True, "10.255.0.1": True, "11.0.0.1": False, "192.168.1.5": True,
+             "192.168.1.6": False, "::1": True, "2001:db8::7": True, "2001:db9::7": False,
+             "0.0.0.0": False, "not-an-ip": False}
+    assert {ip: ip in ignore for ip in cases} == cases
+    assert {ip: ip in ignore for ip in cases} == cases  # cached answers too
 
 
 def test_ignorelist_rejects_garbage() -> None:
