@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
             json_flag=True)
     p.add_argument("log", metavar="LOG", help="log file ('-' for stdin)")
     p.add_argument("filter", metavar="FILTER",
-                   help="sshd, sshd[mode=normal], postfix[mode=auth], or a jail name")
+                   help="sshd, sshd[mode=normal], postfix[mode=auth], a jail name, a "
+                   "filter of CONFDIR/filter.d, or a filter file's path (fail2ban format)")
     p.add_argument("--mode", help="filter mode, e.g. normal or auth")
     p.add_argument("--since", help="only failures at or after this time (ISO 8601)")
     p.add_argument("--until", help="only failures at or before this time (ISO 8601)")
@@ -295,18 +296,16 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _test_filter(args: argparse.Namespace) -> int:
     from tailban.core.durations import parse_duration
-    from tailban.filters.builtin import UnknownFilter, resolve_filter
+    from tailban.filters.builtin import UnknownFilter
+    from tailban.filters.factory import resolve as resolve_filter_ref
     from tailban.tools.test_filter import BanRule, run_filter, write_json, write_text
 
     ref = args.filter
     rule = None
     try:
-        if "/" in ref or ref.endswith((".conf", ".local")):
-            print("tailban: filter files (filter.d) are not supported yet; use a built-in "
-                  "filter name", file=sys.stderr)
-            return 2
         try:
-            spec = resolve_filter(ref, args.mode)
+            # a built-in name, CONFDIR/filter.d/NAME.conf|.local, or a filter file's path
+            spec = resolve_filter_ref(ref, args.mode, args.conf)
         except UnknownFilter:
             try:
                 config = load_config(args.conf)  # maybe a jail name
@@ -323,7 +322,7 @@ def _test_filter(args: argparse.Namespace) -> int:
                            parse_duration(args.bantime, allow_forever=True))
         since = _when(args.since)
         until = _when(args.until)
-    except (UnknownFilter, ValueError) as exc:
+    except (UnknownFilter, ValueError, ConfigError) as exc:  # ConfigError: in a filter file
         print(f"tailban: {exc}", file=sys.stderr)
         return 2
     try:

@@ -33,7 +33,8 @@ from tailban.core.addresses import IgnoreList, normalise_target
 from tailban.core.bantime import BantimeIncrement, parse_multipliers
 from tailban.core.durations import parse_duration
 from tailban.defaults import DEFAULT_CONFDIR
-from tailban.filters.builtin import UnknownFilter, resolve_filter
+from tailban.filters.builtin import UnknownFilter
+from tailban.filters.factory import resolve as resolve_filter_ref
 from tailban.filters.model import FilterSpec
 from tailban.firewall.registry import banaction as banaction_kind
 from tailban.fleet.policy import SHARE_MODES
@@ -136,7 +137,7 @@ def load_config(confdir: str = DEFAULT_CONFDIR) -> Config:
                               file=origin_file, line=origin_line, section=name)
         _check_keys(doc, name, referenced, warnings)
         try:
-            jails[name] = _jail(doc, name, origin_file, origin_line)
+            jails[name] = _jail(doc, name, origin_file, origin_line, confdir)
             if jails[name].enabled and jails[name].banlist:
                 read_banlist(str(jails[name].banlist))  # a bad entry refuses the config
         except ConfigError as exc:
@@ -226,7 +227,8 @@ def _daemon_settings(doc: IniDocument) -> DaemonSettings:
         history=history_settings(doc), anomaly=anomaly_settings(doc))
 
 
-def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailConfig:
+def _jail(doc: IniDocument, name: str, origin: str, origin_line: int,
+         confdir: str | None = None) -> JailConfig:
     extra = {"__name__": name}
 
     def raw(key: str) -> Value | None:
@@ -244,12 +246,17 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int) -> JailCon
     mode_value = raw("mode")
     mode = mode_value.text if mode_value and mode_value.text else None
     try:
-        spec = resolve_filter(filter_ref, mode)
-    except UnknownFilter as exc:
+        # built in, or filter.d/NAME.conf|.local in fail2ban's format, or a path to one
+        spec = resolve_filter_ref(filter_ref, mode, confdir)
+    except (UnknownFilter, ValueError) as exc:
         where = filter_value or mode_value
         raise ConfigError(str(exc), file=where.file if where else origin,
                           line=where.line if where else origin_line, section=name,
                           option="filter") from None
+    except ConfigError as exc:  # a mistake in the filter file, located there
+        if enabled:
+            raise
+        raise ConfigError(str(exc), option="filter") from None  # skipped: the jail is off
     backend, journal = typed("backend", _backend, ("auto", JournalOptions()))
     journal = dataclasses.replace(journal, match=typed(
         "journalmatch", _journalmatch, _journalmatch(JOURNAL_MATCHES.get(spec.name, ""))))

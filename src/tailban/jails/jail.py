@@ -9,7 +9,7 @@ from datetime import tzinfo
 from tailban.bans.ledger import BanLedger
 from tailban.config.model import JailConfig
 from tailban.core.events import Ban, Failure, Success
-from tailban.filters.matcher import ChunkMatcher
+from tailban.filters.factory import make_matcher
 from tailban.jails.policy import JailPolicy
 
 
@@ -29,7 +29,7 @@ class Jail:
                  previous_bans: dict[str, int] | None = None,
                  jitter: Callable[[], float] = lambda: 0.0) -> None:
         self.config = config
-        self.matcher = ChunkMatcher(config.filter, tz)
+        self.matcher = make_matcher(config.filter, tz)
         self.policy = JailPolicy(config.rules, ledger, previous_bans=previous_bans,
                                  jitter=jitter)
 

@@ -16,8 +16,7 @@ from typing import IO
 from tailban.bans.ledger import BanLedger
 from tailban.core.addresses import IgnoreList
 from tailban.core.events import Failure
-from tailban.filters.matcher import ChunkMatcher
-from tailban.filters.model import FilterSpec
+from tailban.filters.factory import AnyFilter, make_matcher
 from tailban.jails.policy import JailPolicy, JailRules
 from tailban.tools.replay import chunks_of
 
@@ -41,10 +40,10 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_filter(path: str, spec: FilterSpec, now: float, *, since: float | None = None,
+def run_filter(path: str, spec: AnyFilter, now: float, *, since: float | None = None,
                until: float | None = None, bans: BanRule | None = None) -> FilterReport:
     """Every failure with its physical line; optionally the bans a jail would decide."""
-    matcher = ChunkMatcher(spec, track_lines=True)
+    matcher = make_matcher(spec, track_lines=True)
     numbers = matcher.event_lines
     assert numbers is not None
     policy = None
