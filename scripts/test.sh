@@ -7,7 +7,9 @@
 # Steps:
 #   1. apt packages the tests use (only those missing; needs root):
 #      nftables iptables ipset iproute2 openssh-server rsyslog sshpass procps
-#      libnftables1 postgresql chromium (and python3-venv if `python3 -m venv` does not work).
+#      libnftables1 postgresql chromium systemd systemd-journal-remote (journalctl, and
+#      the writer of the journal files the journald tests read; no journald runs)
+#      (and python3-venv if `python3 -m venv` does not work).
 #      Services those packages would start (sshd, rsyslog) are NOT started: the
 #      tests start their own copies.
 #   2. a virtualenv at ./.venv (or $TAILBAN_TEST_VENV), created or reused, with
@@ -101,10 +103,11 @@ make_venv() {
 heading "system packages"
 if command -v dpkg-query >/dev/null; then
     apt_install nftables iptables ipset iproute2 openssh-server rsyslog sshpass \
-        procps libnftables1 postgresql chromium openssl tzdata
+        procps libnftables1 postgresql chromium openssl tzdata systemd systemd-journal-remote
 else
     warn "no dpkg: install nftables iptables ipset iproute2 openssh-server rsyslog" \
-        "sshpass procps libnftables1 postgresql chromium yourself"
+        "sshpass procps libnftables1 postgresql chromium systemd systemd-journal-remote" \
+        "yourself"
 fi
 
 # ------------------------------------------------------------------ 2. venv

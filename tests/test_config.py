@@ -103,7 +103,8 @@ def test_port_list(tmp_path: Path) -> None:
      "nonsense"),
     ("[sshd]\nenabled = true\nlogpath = /x\nbanaction = shorewall\n", 4, "banaction",
      "unknown banaction"),
-    ("[sshd]\nenabled = true\nlogpath = /x\nbackend = systemd\n", 4, "backend", "journald"),
+    ("[sshd]\nenabled = true\nlogpath = /x\nbackend = systemd[journalpath=rel]\n", 4, "backend",
+     "absolute"),
 ])
 def test_errors_name_file_line_option(tmp_path: Path, text: str, line: int, option: str,
                                       needle: str) -> None:

@@ -70,6 +70,8 @@ class ControlCommands:
             files = [f.path for f in self.daemon.logs.files.values() if name in f.jails]
             jails[name] = {
                 "filter": jail.config.filter_ref,
+                "backend": self.daemon.logs.backends.get(name, ("file", ""))[0],
+                "backend_reason": self.daemon.logs.backends.get(name, ("file", ""))[1],
                 "files": files,
                 "file_errors": {p: e for p, e in self.daemon.file_errors.items() if p in files},
                 "currently_failing": len(jail.policy.window),
