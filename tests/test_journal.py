@@ -598,3 +598,19 @@ def test_position_key_cannot_collide_with_a_logpath() -> None:
     assert journal_key("sshd") == "journal:sshd"
     assert not os.path.isabs(journal_key("sshd"))
     assert Position(journal_key("a"), 0, 0, 0, "c").path == "journal:a"
+
+
+def test_a_filter_files_journalmatch_is_the_jails_default(tmp_path: Path) -> None:
+    from tailban.config.load import load_config
+
+    (tmp_path / "filter.d").mkdir()
+    (tmp_path / "filter.d" / "myapp.conf").write_text(
+        "[Definition]\nfailregex = ^login failed from <HOST>$\n"
+        "journalmatch = _SYSTEMD_UNIT=myapp.service + _COMM=myapp\n")
+    (tmp_path / "jail.conf").write_text(
+        "[myapp]\nenabled = true\nbackend = systemd\n"
+        "[other]\nenabled = true\nfilter = myapp\nbackend = systemd\n"
+        "journalmatch = _SYSTEMD_UNIT=other.service\n")
+    jails = load_config(str(tmp_path)).jails
+    assert jails["myapp"].journal.match == ("_SYSTEMD_UNIT=myapp.service", "+", "_COMM=myapp")
+    assert jails["other"].journal.match == ("_SYSTEMD_UNIT=other.service",)

@@ -35,6 +35,7 @@ from tailban.core.durations import parse_duration
 from tailban.defaults import DEFAULT_CONFDIR
 from tailban.filters.builtin import UnknownFilter
 from tailban.filters.factory import resolve as resolve_filter_ref
+from tailban.filters.fail2ban_file import UserFilter
 from tailban.filters.model import FilterSpec
 from tailban.firewall.registry import banaction as banaction_kind
 from tailban.fleet.policy import SHARE_MODES
@@ -258,8 +259,10 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int,
             raise
         raise ConfigError(str(exc), option="filter") from None  # skipped: the jail is off
     backend, journal = typed("backend", _backend, ("auto", JournalOptions()))
+    default_match = (" ".join(spec.journalmatch) if isinstance(spec, UserFilter)
+                     else JOURNAL_MATCHES.get(spec.name, ""))
     journal = dataclasses.replace(journal, match=typed(
-        "journalmatch", _journalmatch, _journalmatch(JOURNAL_MATCHES.get(spec.name, ""))))
+        "journalmatch", _journalmatch, _journalmatch(default_match)))
     logpath = raw("logpath")
     logpaths = tuple(_logpaths(logpath.text)) if logpath else ()
     if enabled and not logpaths and spec.name != "recidive" and backend != "systemd":
