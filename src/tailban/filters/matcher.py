@@ -25,10 +25,10 @@ _TIME = (r"(?P<time>[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"
          r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d(?::?\d\d)?)?"
          r"|@[0-9a-f]{24})")
 # time, an optional host name, the tag (``tag[pid]:``, ``tag(x):``, ``tag:``, ``[tag]``),
-# Solaris' ``[ID n facility]``, the message.
+# Solaris' ``[ID n facility]``, a kernel time stamp (``kernel: [ 970.69]``), the message.
 _PREFIX = (_TIME + r"\s+(?:[^\s\[]\S*\s+)??(?P<lb>\[)?(?P<tag>{tags})"
            r"(?(lb)\]:?|(?:\([^)\s]*\))?(?:\[(?P<pid>\d+)\])?:)\s+"
-           r"(?:\[ID \d+ [\w.]+\]\s+)?(?P<msg>.*)")
+           r"(?:\[ID \d+ [\w.]+\]\s+)?(?:kernel: ?\[ *\d+\.\d+\]:? )?(?P<msg>.*)")
 # RFC 5424: <PRI>1 TIME HOST APP PROCID MSGID [SD...]|- MSG
 _PREFIX_5424 = (r"<\d{1,3}>\d{1,2} (?P<time>\S+) \S+ (?P<tag>{tags}) (?P<pid>\d+|-) \S+ "
                 r"(?:-|(?:\[(?:[^\]\"\\]|\"(?:[^\"\\]|\\.)*\")*\])+)(?: \ufeff?(?P<msg>.*))?")
