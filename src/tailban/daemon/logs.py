@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,10 @@ class FollowedFile:
     follower: FileFollower | JournalSource
     jails: list[str] = field(default_factory=list)
     bytes_read: int = 0
+    # chunks read but not processed yet: the daemon takes one per loop turn, so the
+    # control socket and the firewall transaction of earlier bans run in between
+    pending: deque[bytes] = field(default_factory=deque)
+    scheduled: bool = False
 
 
 def choose_backend(jail: JailConfig,

@@ -158,7 +158,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload_signal()))
         for entry in list(self.logs.files.values()):
-            self._process(entry)
+            self._drain(entry)
         self._save_positions()
         self.schedule_expiry()
         maintenance = loop.create_task(self._maintenance(), name="maintenance")
@@ -192,7 +192,7 @@ class Daemon:
         self.watcher.stop()
         self.logs.stop_journals()  # what journalctl had read is still processed below
         for entry in list(self.logs.files.values()):
-            self._process(entry)
+            self._drain(entry)
         self._save_positions()
         await self.firewall.drain(5.0)
         await self.firewall.stop()
@@ -310,12 +310,32 @@ class Daemon:
                 except Exception:  # one file's trouble must not stop the others
                     log.exception("processing %s failed", entry.path)
 
-    def _process(self, entry: FollowedFile) -> None:
+    def _drain(self, entry: FollowedFile) -> None:
+        """Everything the source has, now (start-up and shutdown)."""
+        self._process(entry)
+        while entry.pending:
+            self._process(entry, read=False)
+
+    def _continue(self, entry: FollowedFile) -> None:
+        entry.scheduled = False
+        if entry.pending and self.logs.files.get(entry.path) is entry:
+            self._process(entry, read=False)
+
+    def _process(self, entry: FollowedFile, *, read: bool = True) -> None:
+        """One chunk of the source (about 1 MiB), then the loop's other work gets its
+        turn: during a storm, unban and status answer and the bans of the first chunk go
+        to the kernel while the next one is matched."""
         follower = entry.follower
-        chunks = follower.read()
-        self._note_file_error(entry.path, follower.error)
-        if not chunks:
+        pending = entry.pending
+        if read:
+            pending.extend(follower.read())
+            self._note_file_error(entry.path, follower.error)
+        if not pending:
             return
+        chunks = [pending.popleft()]
+        if pending and not entry.scheduled:
+            entry.scheduled = True
+            self._loop.call_soon(self._continue, entry)
         now = self.clock()
         bans: list[Ban] = []
         enrichment = self.enrichment
@@ -346,7 +366,8 @@ class Daemon:
                         enrichment.on_failures(name, result.failures)
                         if result.bans:
                             failures.extend(result.failures)
-        position = follower.position
+        # the position moves only once everything read is processed
+        position = follower.position if not pending else None
         self._commit(bans, now, seen, logins, failures,
                      [position] if position is not None else [])
 
@@ -421,7 +442,8 @@ class Daemon:
 
     def _save_positions(self) -> None:
         """Where every file stands, so lines written while we are down are read on start."""
-        positions = [entry.follower.position for entry in self.logs.files.values()]
+        positions = [entry.follower.position for entry in self.logs.files.values()
+                     if not entry.pending]
         self.store.record(positions=[p for p in positions if p is not None])
 
     def _note_file_error(self, path: str, error: str | None) -> None:
