@@ -11,7 +11,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-_CANONICAL_V4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
+CANONICAL_V4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
                            r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
 
 
@@ -21,7 +21,7 @@ def normalise_ip(text: str) -> str | None:
     ``::ffff:1.2.3.4`` becomes ``1.2.3.4`` (it is the IPv4 peer), leading zeros in IPv4
     octets are read as decimal like fail2ban does (``192.030.0.6`` -> ``192.30.0.6``).
     """
-    if _CANONICAL_V4.fullmatch(text):
+    if CANONICAL_V4.fullmatch(text):
         return text  # the common case, ten times cheaper than ipaddress
     candidate = text.strip().strip("[]")
     if not candidate or len(candidate) > 45:
@@ -109,19 +109,16 @@ class IgnoreList:
     def __contains__(self, ip: str) -> bool:
         hit = self._cache.get(ip)
         if hit is None:
-            if _CANONICAL_V4.fullmatch(ip):
+            if CANONICAL_V4.fullmatch(ip):
+                # cheap enough to answer each time: a storm's addresses are not kept
                 value = int.from_bytes(inet_aton(ip), "big")
-                hit = any(value & mask == first for first, mask in self._v4)
-                if len(self._cache) > 65536:
-                    self._cache.clear()
-                self._cache[ip] = hit
-                return hit
+                return any(value & mask == first for first, mask in self._v4)
             try:
                 addr = ipaddress.ip_address(ip)
             except ValueError:
                 return False
             hit = any(addr.version == net.version and addr in net for net in self._networks)
-            if len(self._cache) > 65536:
+            if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[ip] = hit
         return hit

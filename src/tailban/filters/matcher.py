@@ -16,7 +16,7 @@ import re
 from datetime import tzinfo
 from typing import NamedTuple
 
-from tailban.core.addresses import normalise_ip
+from tailban.core.addresses import CANONICAL_V4, normalise_ip
 from tailban.core.events import Failure, Success
 from tailban.filters.model import FilterSpec, Rule
 from tailban.filters.timestamps import TimestampParser
@@ -44,7 +44,7 @@ _MAX_CONNECTIONS = 20000
 _MAX_USERS = 16
 _MAX_LINE_KEPT = 1000
 _MAX_COUNT = 1000
-_MAX_IPS = 65536
+_MAX_IPS = 4096  # host texts that are not plain IPv4 (IPv6, names) -> address
 _MAX_CLOSED = 4096  # ended connections whose counted failures a summary line may follow
 
 Event = Failure | Success
@@ -364,6 +364,8 @@ class ChunkMatcher:
         state.waiting = None
 
     def _ip(self, host: str) -> str | None:
+        if CANONICAL_V4.fullmatch(host):
+            return host  # most hosts: no cache entry for a storm's addresses
         ips = self._ips
         try:
             return ips[host]
