@@ -25,6 +25,7 @@ from tailban.core.events import Ban, Failure, Success, Unban
 from tailban.daemon.commands import ControlCommands
 from tailban.daemon.firewall_worker import FirewallWorker
 from tailban.daemon.logs import FollowedFile, LogSet
+from tailban.daemon.memory import release_free_memory
 from tailban.daemon.notify import sd_notify
 from tailban.enrich.service import wants_for
 from tailban.firewall.base import FirewallBackend, FirewallError, JailFirewall
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # each imported when its feature is configured (memory of an 
 log = logging.getLogger("tailban")
 
 SAFETY_POLL = 5.0  # a missed inotify event costs at most this, never the ban path
+TRIM_AFTER = 1 << 20  # bytes of log read since the last trim that make one worth it
 
 
 def firewall_jails(jails: Iterable[JailConfig]) -> list[JailFirewall]:
@@ -91,6 +93,8 @@ class Daemon:
         self.anomaly: AnomalyBridge | None = None
         self.names: NameBridge | None = None
         self._past_bans: dict[str, PastBans] = {}  # per jail, "*" for overalljails
+        self._since_trim = 0  # bytes of log processed since memory was last given back
+        self._trim_scheduled = False
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -368,8 +372,18 @@ class Daemon:
                             failures.extend(result.failures)
         # the position moves only once everything read is processed
         position = follower.position if not pending else None
+        self._since_trim += len(chunks[0])
+        if not pending and self._since_trim > TRIM_AFTER and not self._trim_scheduled:
+            # after a storm, once the loop is idle: the freed pages go back to the system
+            self._trim_scheduled = True
+            self._loop.call_later(1.0, self._trim)
         self._commit(bans, now, seen, logins, failures,
                      [position] if position is not None else [])
+
+    def _trim(self) -> None:
+        self._trim_scheduled = False
+        self._since_trim = 0
+        release_free_memory()
 
     def _on_resolved(self, name: str, resolved: list[Failure]) -> None:
         """usedns: failures of a host name, now with a confirmed address, counted."""
