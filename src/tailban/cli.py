@@ -242,13 +242,14 @@ def _replay(args: argparse.Namespace) -> int:
 
     from tailban.core.addresses import IgnoreList
     from tailban.core.durations import parse_duration
-    from tailban.filters.builtin import UnknownFilter, resolve_filter
+    from tailban.filters.builtin import UnknownFilter
+    from tailban.filters.factory import resolve as resolve_filter_ref
     from tailban.tools.replay import replay, write_report
 
     if args.filter:
-        try:
-            spec = resolve_filter(args.filter)
-        except UnknownFilter as exc:
+        try:  # built in, shipped (vsftpd, apache-auth, ...) or CONFDIR/filter.d
+            spec = resolve_filter_ref(args.filter, None, args.conf)
+        except (UnknownFilter, ValueError, ConfigError) as exc:
             print(f"tailban: {exc}", file=sys.stderr)
             return 2
         from tailban.config.model import JailConfig

@@ -248,7 +248,7 @@ def _jail(doc: IniDocument, name: str, origin: str, origin_line: int,
     mode = mode_value.text if mode_value and mode_value.text else None
     try:
         # built in, or filter.d/NAME.conf|.local in fail2ban's format, or a path to one
-        spec = resolve_filter_ref(filter_ref, mode, confdir)
+        spec = resolve_filter_ref(filter_ref, mode, confdir, jail=name)
     except (UnknownFilter, ValueError) as exc:
         where = filter_value or mode_value
         raise ConfigError(str(exc), file=where.file if where else origin,

@@ -235,10 +235,11 @@ class Daemon:
         return bans, unbans
 
     def recidive_bans(self, bans: list[Ban], now: float) -> list[Ban]:
-        """Bans of the other jails count as failures of the recidive jails (no log parsing)."""
+        """Bans of the other jails count as failures of the recidive jails (no log parsing;
+        a recidive jail with a logpath reads its log with the recidive filter file)."""
         repeat: list[Ban] = []
         for jail in self.jails.values():
-            if jail.config.filter.name != "recidive":
+            if jail.config.filter.name != "recidive" or jail.config.logpaths:
                 continue
             seen = [Failure(b.ip, b.ip, b.banned_at, None, f"recidive:{b.jail}", 1,
                             f"banned in {b.jail}") for b in bans if b.jail != jail.name]
@@ -249,7 +250,7 @@ class Daemon:
     def _seedrecidive_bans(self, now: float) -> None:
         """Recidive windows continue from the ban history after a restart."""
         for jail in self.jails.values():
-            if jail.config.filter.name != "recidive":
+            if jail.config.filter.name != "recidive" or jail.config.logpaths:
                 continue
             since = now - jail.config.findtime
             past = [Failure(r["ip"], r["ip"], r["banned_at"], None,  # type: ignore[arg-type]

@@ -398,14 +398,10 @@ DOVECOT_AGGRESSIVE: tuple[Rule, ...] = (
                 "during TLS handshake")),
 )
 
-# recidive reads no log: the daemon feeds it its own bans (see daemon/server.py).
-RECIDIVE = FilterSpec("recidive", r"tailban", ())
-
 _SSHD_TAGS = r"sshd(?:-session|-auth)?|klogind"
 _SSHD_MODES = ("normal", "ddos", "extra", "aggressive")
 
 _FILTERS: dict[str, dict[str, FilterSpec]] = {
-    "recidive": {"normal": RECIDIVE},
     "sshd": {mode: FilterSpec("sshd", _SSHD_TAGS, rules, modes=_SSHD_MODES)
              for mode, rules in (("normal", SSHD_NORMAL), ("ddos", SSHD_DDOS),
                                  ("extra", SSHD_EXTRA), ("aggressive", SSHD_AGGRESSIVE))},
