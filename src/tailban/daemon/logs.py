@@ -33,8 +33,8 @@ def choose_backend(jail: JailConfig,
     """("systemd" | "file", why): ``auto`` reads the journal when none of the jail's log
     files exists, a journal does, and the jail knows what to match there (Debian 12
     without rsyslog has no auth.log)."""
-    if jail.filter.name == "recidive":
-        return "file", "recidive reads tailban's own bans"
+    if jail.filter.name == "recidive" and not jail.logpaths:
+        return "file", "recidive counts tailban's own bans"
     if jail.backend == "systemd":
         return "systemd", "backend = systemd"
     if jail.backend != "auto" or not jail.logpaths:
