@@ -16,8 +16,8 @@ import re
 from datetime import tzinfo
 from typing import NamedTuple
 
-from tailban.core.addresses import CANONICAL_V4, normalise_ip
 from tailban.core.events import Failure, Success
+from tailban.filters.hosts import HostAddresses, is_host_name
 from tailban.filters.model import FilterSpec, Rule
 from tailban.filters.timestamps import TimestampParser
 
@@ -38,13 +38,11 @@ _REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*)\]$")
 _LAST_REPEATED = re.compile(
     _TIME + r"\s+(?:\S+\s+)??(?:[\w./-]+(?:\[\d+\])?:\s+)?last message repeated (\d+) times?$")
 _LAST_REPEATED_LITERAL = b"last message repeated"
-_NAME_OK = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9_.-]+")
 
 _MAX_CONNECTIONS = 20000
 _MAX_USERS = 16
 _MAX_LINE_KEPT = 1000
 _MAX_COUNT = 1000
-_MAX_IPS = 4096  # host texts that are not plain IPv4 (IPv6, names) -> address
 _MAX_CLOSED = 4096  # ended connections whose counted failures a summary line may follow
 
 Event = Failure | Success
@@ -125,7 +123,7 @@ class ChunkMatcher:
         self._connections: dict[str, _Conn] = {}
         # connection id -> (address, failures counted) of connections that ended
         self._closed: dict[str, tuple[str, int]] = {}
-        self._ips: dict[str, str | None] = {}  # host text -> normalised address
+        self._hosts = HostAddresses()
         # The last failure, when it came from the line just before position
         # ``_last_end + 1`` of the current chunk (-1: the previous chunk's last line).
         self._last: Failure | None = None
@@ -363,25 +361,11 @@ class ChunkMatcher:
         state.lines = 0
         state.waiting = None
 
-    def _ip(self, host: str) -> str | None:
-        if CANONICAL_V4.fullmatch(host):
-            return host  # most hosts: no cache entry for a storm's addresses
-        ips = self._ips
-        try:
-            return ips[host]
-        except KeyError:
-            pass
-        ip = normalise_ip(host)
-        if len(ips) >= _MAX_IPS:
-            ips.clear()
-        ips[host] = ip
-        return ip
-
     def _fail(self, rule: str, host: str, user: str | None, count: int, stamp: str,
               text: str, now: float, end: int, events: list[Event], attempts: int,
               users: tuple[str, ...]) -> None:
-        ip = self._ip(host)
-        if ip is None and (":" in host or _NAME_OK.fullmatch(host) is None):
+        ip = self._hosts.address(host)
+        if ip is None and not is_host_name(host):
             return  # neither an address nor a host name
         when = self._times.parse(stamp, now)
         if when is None:
@@ -395,7 +379,7 @@ class ChunkMatcher:
 
     def _success(self, rule: str, host: str, user: str | None, stamp: str, now: float,
                  events: list[Event], method: str | None = None) -> None:
-        ip = self._ip(host)
+        ip = self._hosts.address(host)
         when = self._times.parse(stamp, now)
         if ip is not None and when is not None:
             events.append(Success(ip, when, user, rule, method))

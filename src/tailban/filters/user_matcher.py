@@ -45,6 +45,7 @@ from tailban.filters.fail2ban_file import (
     UserFilter,
     UserRegex,
 )
+from tailban.filters.hosts import HostAddresses, is_host_name
 from tailban.filters.matcher import Merged
 from tailban.filters.timestamps import TimestampParser
 
@@ -52,11 +53,9 @@ log = logging.getLogger(__name__)
 
 Event = Failure | Success
 
-_NAME_OK = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9_.-]+")
 _MAX_IDS = 20000  # <F-MLFID> states kept
 _MAX_WAITING = 16  # failures without a host kept per id
 _MAX_LINE_KEPT = 1000
-_MAX_IPS = 65536
 _CACHE_MAX = 8192
 _DAY = 86400.0
 PREVIOUS = -math.inf  # "the previous line's time"
@@ -375,7 +374,7 @@ class UserMatcher:
         self._candidates: re.Pattern[bytes] | None = None if every_line else re.compile(
             b"|".join(re.escape(p) for p in ordered))
         self._ids: dict[str, _Id] = {}
-        self._ips: dict[str, str | None] = {}
+        self._hosts = HostAddresses()
         self._last_time: float | None = None
         self.lines_matched = 0
         self.timeouts = 0
@@ -545,22 +544,10 @@ class UserMatcher:
         if fields.forget:
             ids.pop(mlfid, None)
 
-    def _ip(self, host: str) -> str | None:
-        ips = self._ips
-        try:
-            return ips[host]
-        except KeyError:
-            pass
-        ip = normalise_ip(host)
-        if len(ips) >= _MAX_IPS:
-            ips.clear()
-        ips[host] = ip
-        return ip
-
     def _fail(self, rule: str, host: str, user: str | None, when: float, text: str,
               events: list[Event]) -> None:
-        ip = self._ip(host)
-        if ip is None and (":" in host or _NAME_OK.fullmatch(host) is None):
+        ip = self._hosts.address(host)
+        if ip is None and not is_host_name(host):
             return  # neither an address nor a host name
         failure = Failure(ip, host, when, user, rule, 1, text[:_MAX_LINE_KEPT])
         events.append(failure)
@@ -569,7 +556,7 @@ class UserMatcher:
 
     def _success(self, rule: str, host: str | None, user: str | None, when: float,
                  events: list[Event]) -> None:
-        ip = self._ip(host) if host else None
+        ip = self._hosts.address(host) if host else None
         if ip is not None:
             events.append(Success(ip, when, user, rule))
 
