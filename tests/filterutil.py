@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -123,3 +124,20 @@ def check_failure(failures: Sequence[Failure], expect: dict[str, Any], record: d
         assert math.floor(failure.time) == int(expect["time_epoch"]), (
             f"{where}: time {failure.time} != {expect['time_epoch']} ({record['time']})")
     return failure
+
+
+EXPECTATIONS = F2B_LOGS / "debian-1.0.2" / "expectations.jsonl"
+UPSTREAM = F2B_LOGS / "expectations.jsonl"
+CORPORA = {"debian": EXPECTATIONS, "upstream": UPSTREAM}
+
+
+def load_expectations() -> list[dict[str, Any]]:
+    """Every record of both corpora, each tagged with its ``corpus``."""
+    records: list[dict[str, Any]] = []
+    for corpus, path in CORPORA.items():
+        if not path.exists():
+            continue
+        with path.open(encoding="utf-8") as handle:
+            records.extend({**json.loads(line), "corpus": corpus}
+                           for line in handle if line.strip())
+    return records

@@ -52,10 +52,12 @@ import pytest
 
 from conftest import require
 from filterutil import (
-    F2B_LOGS,
+    EXPECTATIONS,
     F2B_NOW,
     F2B_TZ,
+    UPSTREAM,
     check_failure,
+    load_expectations,
     local_zone,
     require_shared,
 )
@@ -64,10 +66,6 @@ from tailban.filters.builtin import resolve_filter
 from tailban.filters.matcher import ChunkMatcher, Merged
 from tailban.sources.journal import JournalSource
 from test_journal import journal_tools_missing, write_journal
-
-EXPECTATIONS = F2B_LOGS / "debian-1.0.2" / "expectations.jsonl"
-UPSTREAM = F2B_LOGS / "expectations.jsonl"
-CORPORA = {"debian": EXPECTATIONS, "upstream": UPSTREAM}
 
 Record = dict[str, Any]
 
@@ -171,18 +169,7 @@ DEVIATIONS: dict[str, Deviation] = {
 }
 
 
-def _load() -> list[Record]:
-    records: list[Record] = []
-    for corpus, path in CORPORA.items():
-        if not path.exists():
-            continue
-        with path.open(encoding="utf-8") as handle:
-            records.extend({**json.loads(line), "corpus": corpus}
-                           for line in handle if line.strip())
-    return records
-
-
-ALL_RECORDS = _load()
+ALL_RECORDS = load_expectations()
 SELECTED = [r for r in ALL_RECORDS if selected_filter(r) is not None]
 
 

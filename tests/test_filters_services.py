@@ -32,10 +32,12 @@ from typing import Any
 import pytest
 
 from filterutil import (
-    F2B_LOGS,
+    EXPECTATIONS,
     F2B_NOW,
     F2B_TZ,
+    UPSTREAM,
     check_failure,
+    load_expectations,
     local_zone,
     require_shared,
 )
@@ -45,10 +47,6 @@ from tailban.daemon.runtime import setup_logging
 from tailban.filters.factory import make_matcher, resolve
 from tailban.filters.matcher import Merged
 from tailban.sources.journal import entry_line
-
-EXPECTATIONS = F2B_LOGS / "debian-1.0.2" / "expectations.jsonl"
-UPSTREAM = F2B_LOGS / "expectations.jsonl"
-CORPORA = {"debian": EXPECTATIONS, "upstream": UPSTREAM}
 
 SERVICES = ("pam-generic", "courier-auth", "vsftpd", "proftpd", "dropbear", "selinux-ssh",
             "nginx-http-auth", "apache-auth", "recidive")
@@ -122,18 +120,7 @@ DEVIATIONS: dict[str, Deviation] = {
 }
 
 
-def _load() -> list[Record]:
-    records: list[Record] = []
-    for corpus, path in CORPORA.items():
-        if not path.exists():
-            continue
-        with path.open(encoding="utf-8") as handle:
-            records.extend({**json.loads(line), "corpus": corpus}
-                           for line in handle if line.strip())
-    return records
-
-
-RECORDS = [r for r in _load() if r["filter"] in SERVICES]
+RECORDS = [r for r in load_expectations() if r["filter"] in SERVICES]
 IDS = [record_id(r) for r in RECORDS] or ["corpus-missing"]
 assert len(set(IDS)) == len(IDS), "record ids must be unique"
 
