@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import random
 import sqlite3
+from datetime import UTC
 from pathlib import Path
 
-from tailban.core.events import Ban, Failure
+from tailban.core.events import Ban, Failure, Unban
+from tailban.reports.compute import compute_report, open_readonly
 from tailban.stores.history import roll_up
 from tailban.stores.sqlite import LOCAL_STEPS, SqliteStore
+
+# what schema step 8 adds (the report tables kept by the roll-up)
+STEP_8_TABLES = ("roll_ip", "roll_month", "roll_day_user", "roll_ban_hour", "roll_ban_open",
+                 "roll_ban_ip", "roll_ban_jails", "roll_zones")
 
 # What tailban 0.1.0 (schema version 1) created, verbatim.
 V1 = """
@@ -60,4 +68,60 @@ def test_a_new_store_gets_every_step(tmp_path: Path) -> None:
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     store.close()
     assert {"bans", "ban_history", "positions", "fleet_outbox", "enrichment", "failures",
-            "successes", "roll_hour_user", "roll_day_ip", "incidents"} <= tables
+            "successes", "roll_hour_user", "roll_day_ip", "incidents", "addresses",
+            *STEP_8_TABLES} <= tables
+
+
+def test_a_version_7_store_gets_its_report_tables_filled(tmp_path: Path) -> None:
+    """Step 8 back-fills the report tables from what an older tailban left: the reports
+    made from them equal the reports made by scanning, and later roll-ups carry on."""
+    path = tmp_path / "v7.sqlite3"
+    store = SqliteStore(str(path))
+    db = store.connection
+    rng = random.Random(3)
+    base = 1_770_000_000.0
+    for day in range(120):
+        t = base + day * 86400
+        ips = [f"198.51.100.{rng.randrange(40)}" for _ in range(15)]
+        store.record(failures=[(rng.choice(["sshd", "postfix"]), Failure(
+            ip, ip, t + rng.random() * 80000, rng.choice(["root", "bob"]), "r", 1, "x"))
+            for ip in ips], bans=[Ban("sshd", ips[0], t + 100, t + 700, 3)])
+        if day % 3:
+            store.record(unbans=[Unban("sshd", ips[0], t + 700)])
+        store.save_enrichment(ips[1], t, json.dumps({}), country=rng.choice(["CN", "NL"]),
+                              country_name="x", named=day % 2 == 0, dnsbl_checked=True,
+                              dnsbl_zones=rng.choice(["", "zen.example.org"]))
+        if day % 7 == 0:
+            roll_up(db, t)
+    # what version 7 had: no report tables, triggers or their meta keys
+    db.execute("BEGIN")
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                              ).fetchall():
+        db.execute(f"DROP TRIGGER {name}")
+    for table in STEP_8_TABLES:
+        db.execute(f"DROP TABLE {table}")
+    db.execute("DELETE FROM meta WHERE key LIKE 'history_bans_%'")
+    db.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    db.execute("COMMIT")
+    # ...and wrote some more, with its own roll-up (no report tables to keep)
+    db.execute("INSERT INTO ban_history (jail, ip, banned_at, expires_at, ended_at) "
+               "VALUES ('sshd', '203.0.113.1', ?, ?, ?)", (base + 50 * 86400, None, None))
+    store.close()
+
+    store = SqliteStore(str(path))  # migrates
+    assert store.get_meta("schema_version") == str(LOCAL_STEPS[-1].version)
+    roll_up(store.connection, base + 121 * 86400)
+    store.close()
+    for since, until in ((base - 86400, base + 200 * 86400), (base + 30.5 * 86400,
+                                                              base + 80.25 * 86400)):
+        reports = []
+        for method in ("rollups", "scan"):
+            ro = open_readonly(str(path))
+            try:
+                reports.append(compute_report(ro, since=since, until=until, tz=UTC,
+                                              method=method, now=until))
+            finally:
+                ro.close()
+        assert reports[0] == reports[1]
+        assert reports[0]["overall"]["addresses_total"] > 30
+        assert reports[0]["overall"]["dnsbl"]["checked"] > 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from tailban.core.events import Ban, Failure, Success, Unban
 from tailban.sources.follower import Position
 from tailban.stores.fleet import Outgoing
+from tailban.stores.history import REPORT_BACKFILL, REPORT_TABLES
 from tailban.stores.migrations import Migrator, Step
 
 _V1 = (
@@ -156,6 +157,9 @@ LOCAL_STEPS: tuple[Step, ...] = (
         ) WITHOUT ROWID""",
         "INSERT OR IGNORE INTO addresses SELECT ip, min(day) FROM roll_day_ip GROUP BY ip",
     )),
+    Step(8, "report tables kept by the roll-up (per address, per month, bans per hour), "
+         "filled from the existing roll-ups, ban history and enrichment cache",
+         REPORT_TABLES + REPORT_BACKFILL),
 )
 
 
