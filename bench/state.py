@@ -61,7 +61,7 @@ def build(path: Path, bans: int, history: int) -> None:
     started = time.monotonic()
     for start in range(0, history, batch):
         rows = []
-        for n in range(start, min(history, start + batch)):
+        for _ in range(start, min(history, start + batch)):
             t = now - 365 * 86400 * rng.random()
             rows.append(("sshd", address(rng.randrange(3_000_000)), t, t + 600, t + 600, 5,
                          "Failed password for root from x port 1 ssh2", "log"))

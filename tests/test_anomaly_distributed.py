@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
+from tailban.anomaly import distributed
 from tailban.anomaly.distributed import (
     MAX_ACCOUNT,
+    SLOW_CONFIG,
     DistributedConfig,
     DistributedDetector,
+    LayeredDetector,
     NetAlert,
     clean_account,
 )
@@ -116,9 +120,9 @@ def test_asn_of_independent_heavy_scanners_is_left_to_the_jail() -> None:
 
 
 def test_asn_needs_more_addresses_than_a_network() -> None:
-    ips = [f"45.{10 + i % 3}.0.{i + 1}" for i in range(8)]
+    ips = [f"45.{10 + i % 3}.0.{i + 1}" for i in range(6)]
     assert spray(DistributedDetector(), ips, users(40), step=5, asn=64500) == []
-    det = DistributedDetector(asn_min_addresses=8)
+    det = DistributedDetector(asn_min_addresses=6)
     assert [a.network for a in spray(det, ips, users(30), step=5, asn=64500)] == ["AS64500"]
 
 
@@ -248,5 +252,186 @@ def test_config_is_validated() -> None:
         DistributedConfig(ipv4_prefix=40)
     with pytest.raises(ValueError):
         DistributedDetector(realert_factor=1.0)
+    with pytest.raises(ValueError):
+        DistributedConfig(min_rare_share=1.5)
     cfg = DistributedConfig(min_failures=7)
     assert DistributedDetector(config=cfg, window=60).config.window == 60
+
+
+# -- scenarios: small and slow botnets against a heavy background of scanners ----------------
+
+SCANNER_USERS = ("root", "admin", "test", "user", "ubuntu", "oracle", "postgres", "git", "pi",
+                 "guest", "ftp", "deploy", "www", "mysql", "support", "dev", "jenkins")
+HOSTING_AS = 16276
+
+
+def scanners(rng: random.Random, hours: float, every: float,
+             hosting: list[str]) -> list[tuple[float, str, str, int]]:
+    """Background: a scanner session every ``every`` s, 3-30 tries over 0.5-15 min, 70 % on
+    root/admin-like accounts; a third from a few busy hosting /24s of one AS."""
+    events = []
+    t = 0.0
+    while True:
+        t += rng.expovariate(1 / every)
+        if t >= hours * 3600:
+            return events
+        if rng.random() < 0.33:
+            ip, asn = f"{rng.choice(hosting)}.{rng.randint(1, 254)}", HOSTING_AS
+        else:
+            a, b, c = rng.randint(1, 223), rng.randrange(256), rng.randrange(256)
+            ip, asn = f"{a}.{b}.{c}.{rng.randint(1, 254)}", 1000 + (a * 256 + b) % 5000
+        tries, span = rng.randint(3, 30), rng.uniform(30, 900)
+        for i in range(tries):
+            user = (rng.choice(SCANNER_USERS) if rng.random() < 0.7
+                    else f"u{rng.randrange(10**6)}")
+            events.append((t + span * i / tries, ip, user, asn))
+
+
+def botnet(rng: random.Random, addresses: list[str], start: float, duration: float,
+           failures: int, asn: int | None, tries_per_account: int = 1
+           ) -> list[tuple[float, str, str, int | None]]:
+    """Each failure from a random address of the botnet, working through its own list."""
+    names = [f"{rng.choice('jmak')}{rng.randrange(10**5)}" for _ in range(failures)]
+    return [(start + duration * i / failures, rng.choice(addresses),
+             names[i // tries_per_account], asn) for i in range(failures)]
+
+
+def run(det: LayeredDetector | DistributedDetector,
+        events: list[tuple[float, str, str, int | None]]) -> list[NetAlert]:
+    alerts: list[NetAlert] = []
+    tick = 0.0
+    for when, ip, user, asn in sorted(events, key=lambda e: e[0]):
+        if when >= tick:
+            det.expire(when)
+            tick = when + 5.0
+        alerts += det.observe(when, ip, user, asn)
+    return alerts
+
+
+@pytest.fixture(scope="module")
+def heavy_background() -> list[tuple[float, str, str, int | None]]:
+    """Twelve hours of a heavy host: a scanner every 15 s (about 45,000 failures)."""
+    rng = random.Random(2026)
+    hosting = [f"{rng.randint(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}"
+               for _ in range(20)]
+    return list(scanners(rng, 12, 15.0, hosting))
+
+
+def test_heavy_background_of_root_admin_scanners_is_not_an_attack(
+        heavy_background: list[tuple[float, str, str, int | None]]) -> None:
+    assert run(LayeredDetector(), heavy_background) == []
+
+
+def test_without_the_account_test_the_heavy_background_would_alert(
+        heavy_background: list[tuple[float, str, str, int | None]]) -> None:
+    """What the uncommon-account share buys: the same figures without it alert on the AS."""
+    loose = LayeredDetector(DistributedDetector(min_rare_share=0.0),
+                            DistributedDetector(config=SLOW_CONFIG, min_rare_share=0.0))
+    assert any(a.network == f"AS{HOSTING_AS}" for a in run(loose, heavy_background))
+
+
+def test_small_as_botnet_over_many_accounts_is_flagged(
+        heavy_background: list[tuple[float, str, str, int | None]]) -> None:
+    """8 addresses, 4 in each of two /24s of one AS: below any /24 figure, found as the AS."""
+    rng = random.Random(8)
+    addresses = [f"100.20.{net}.{i}" for net in (7, 99) for i in range(10, 14)]
+    attack = botnet(rng, addresses, 6 * 3600, 600, 60, 64512)
+    alerts = run(LayeredDetector(), heavy_background + attack)
+    assert [a.network for a in alerts][:1] == ["AS64512"]
+    assert alerts[0].ban_target == ("100.20.7.0/24", "100.20.99.0/24")
+    assert alerts[0].address_count == 8 and alerts[0].last <= 6 * 3600 + 600
+    assert {a.network for a in alerts} == {"AS64512"}  # nothing from the background
+
+
+def test_small_as_botnet_is_not_seen_without_the_asn() -> None:
+    """Without an asn_db the AS is unknown, and 4 addresses a /24 stay below every figure."""
+    rng = random.Random(8)
+    addresses = [f"100.20.{net}.{i}" for net in (7, 99) for i in range(10, 14)]
+    assert run(LayeredDetector(), botnet(rng, addresses, 0, 600, 60, None)) == []
+
+
+@pytest.mark.parametrize("tries_per_account", [1, 3])
+def test_slow_small_botnet_over_hours_is_flagged(
+        heavy_background: list[tuple[float, str, str, int | None]],
+        tries_per_account: int) -> None:
+    """100 tries in 6 hours from 8 addresses of one /24: 2 an hour per address, never 20 in
+    ten minutes. The slow layer finds it, also when it tries each account three times."""
+    rng = random.Random(6)
+    addresses = [f"100.70.3.{i}" for i in rng.sample(range(1, 255), 8)]
+    attack = botnet(rng, addresses, 3 * 3600, 6 * 3600, 100, 64600, tries_per_account)
+    alerts = run(LayeredDetector(), heavy_background + attack)
+    assert [a.network for a in alerts] == ["100.70.3.0/24"]
+    assert alerts[0].address_count == 8 and alerts[0].failures >= 60
+    assert 3 * 3600 < alerts[0].last < 9 * 3600
+    assert "h (" in alerts[0].reasons  # the span is told in hours
+
+
+def test_slow_as_botnet_over_hours_is_flagged(
+        heavy_background: list[tuple[float, str, str, int | None]]) -> None:
+    rng = random.Random(7)
+    addresses = [f"100.9.{net}.{i}" for net in (1, 2) for i in range(20, 24)]
+    attack = botnet(rng, addresses, 2 * 3600, 6 * 3600, 100, 64700)
+    alerts = run(LayeredDetector(), heavy_background + attack)
+    assert [a.network for a in alerts] == ["AS64700"]
+    assert alerts[0].ban_target == ("100.9.1.0/24", "100.9.2.0/24")
+
+
+def test_slow_network_of_common_accounts_is_not_a_campaign() -> None:
+    """Eight scanners of one /24 over hours, all at root/admin: they repeat what everyone
+    tries, so the slow layer leaves them to the jail."""
+    rng = random.Random(3)
+    det = LayeredDetector()
+    elsewhere = [(i * 30.0, f"{10 + i % 50}.{i % 7}.1.1", rng.choice(SCANNER_USERS), None)
+                 for i in range(400)]  # root, admin, ... tried from everywhere: common
+    local = [(4000 + i * 200.0, f"198.51.100.{1 + i % 8}",
+              rng.choice(SCANNER_USERS) if i % 5 else f"x{i}", None) for i in range(100)]
+    assert run(det, elsewhere + local) == []
+
+
+def test_common_accounts_are_learnt_and_forgotten() -> None:
+    det = DistributedDetector()
+    accounts = det._accounts
+    assert accounts.rare("root", "AS1", 0.0)
+    assert accounts.rare("root", "AS1", 1.0)  # the same group again
+    assert accounts.rare("root", "AS2", 2.0)
+    assert not accounts.rare("root", "AS3", 3.0)  # third group: common from now on
+    assert not accounts.rare("root", "AS1", 4.0)
+    assert not accounts.rare(None, "AS1", 4.0)
+    accounts.sweep(4.0 + distributed.COMMON_MEMORY + 1)
+    assert accounts.rare("root", "AS1", 5.0 + distributed.COMMON_MEMORY)
+
+
+def test_followed_accounts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "_MAX_ACCOUNTS", 50)
+    det = DistributedDetector()
+    for i in range(500):
+        det.observe(float(i), f"192.0.2.{i % 200 + 1}", f"name{i}")
+    assert len(det._accounts.seen) <= 50
+
+
+def test_layered_state_keeps_what_was_learnt_and_takes_figures_from_the_code() -> None:
+    det = LayeredDetector(DistributedDetector(min_addresses=9),
+                          DistributedDetector(config=SLOW_CONFIG, min_addresses=30))
+    ips = [f"203.0.113.{i}" for i in range(1, 12)]
+    for i in range(30):
+        det.observe(i * 60.0, ips[i % 11], f"name{i}", 64500)
+    state = json.loads(json.dumps(det.to_state()))
+    again = LayeredDetector.from_state(state)
+    assert again.fast.config == DistributedConfig() and again.slow.config == SLOW_CONFIG
+    assert again.fast.events == det.fast.events and again.slow.events == det.slow.events
+    assert again.slow.to_state()["windows"] == det.slow.to_state()["windows"]
+    # a state written before events carried the uncommon-account flag still loads
+    for events in state["slow"]["windows"].values():
+        for event in events:
+            del event[4]
+    old = LayeredDetector.from_state(state)
+    assert old.slow.events == det.slow.events
+
+
+def test_new_per_address_limit_applies_to_counted_windows() -> None:
+    det = DistributedDetector()
+    ips = [f"45.{i % 3}.0.{i + 1}" for i in range(9)]
+    spray(det, ips * 3, users(27), step=5, asn=64500)
+    det.config = DistributedConfig(asn_max_per_address=2)
+    win = det._windows["AS64500"]
+    assert win.limit == 2 and win.light == 0  # every address has 3 failures

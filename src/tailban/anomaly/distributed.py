@@ -3,16 +3,26 @@
 A botnet that gives every address one or two tries stays under any per-address ``maxretry``
 and, by spraying many different accounts, under per-account counting too. What gives it away
 is the network: many addresses of one /24 (IPv4), one /64 (IPv6, where one machine owns the
-whole prefix) or one autonomous system, failing against many different accounts in a short
-window. This detector counts that per network and reports each network at most once per
-window, unless the attack doubles. An AS is big enough for unrelated scanners to meet in it,
-so it needs ``asn_min_addresses`` addresses that each stayed at or under
-``asn_max_per_address`` failures in the window, no more than that per address on average
-(a botnet spreads thin, a crowd of scanners does not), and ``asn_surge`` times the AS's
-usual number of addresses (a big cloud always holds a few scanners).
+whole prefix) or one autonomous system, failing against many different accounts. This
+detector counts that per network over a sliding window and reports each network at most
+once per window, unless the attack doubles.
+
+What separates a campaign from the background of independent scanners that happen to share
+a network is, besides the number of addresses, the *accounts*: scanners everywhere hammer
+the same names (root, admin, test), a spraying botnet works through its own list. The
+detector learns which accounts are common (tried lately from ``COMMON_SPREAD`` different
+networks or ASes) and ``min_rare_share`` says which share of a network's failures must be
+on the others: that holds however many passwords the botnet tries per account.
+
+An AS is big enough for unrelated scanners to meet in it, so it needs
+``asn_min_addresses`` addresses that each stayed at or under ``asn_max_per_address``
+failures in the window, no more than that per address on average (a botnet spreads thin, a
+crowd of scanners does not), and ``asn_surge`` times the AS's usual number of addresses in
+a window, learnt online over ``asn_memory`` (a big cloud always holds a few scanners).
 
 Pure: no clock, file or thread; the caller passes the time of each failure and calls
-``expire(now)`` periodically.
+``expire(now)`` periodically. Memory is bounded (networks, failures, cached addresses), and
+a failure costs a few dict and deque operations per layer.
 """
 
 from __future__ import annotations
@@ -20,9 +30,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import unicodedata
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeAlias
 
 from tailban.core.addresses import normalise_ip, prefix_of
 
@@ -31,6 +41,12 @@ MAX_ADDRESSES = 50  # in an alert; the count is exact
 MAX_EXAMPLES = 5
 MAX_ACCOUNT = 64  # characters of an example account, after cleaning
 _KEPT_ACCOUNT = 256  # characters of an account kept for counting (bounds memory)
+_ADDRESS_CACHE = 65536  # parsed addresses kept (a scanner's tries repeat its address)
+_LEVEL_STEP = 60.0  # seconds between updates of an AS's usual level
+COMMON_SPREAD = 3  # an account tried from this many networks (or ASes) is a common one
+COMMON_MEMORY = 86400.0  # ... within this many seconds of its last try
+_MAX_ACCOUNTS = 50_000  # accounts whose spread is followed (bounds memory)
+_REFRESH = 600.0  # seconds: how stale an account's last-try time may get
 
 
 def clean_account(name: str) -> str:
@@ -67,17 +83,21 @@ class NetAlert:
 
 @dataclass(frozen=True, slots=True)
 class DistributedConfig:
+    """One layer's figures. The defaults are the fast (10-minute) layer's."""
+
     window: float = 600.0
     min_addresses: int = 5
     min_accounts: int = 5
     min_failures: int = 20
+    min_rare_share: float = 0.6  # share of the window's failures on uncommon accounts
     ipv4_prefix: int = 24
     ipv6_prefix: int = 64
     max_networks: int = 4096
     max_events: int = 200_000
     realert_factor: float = 2.0
-    asn_min_addresses: int = 10
-    asn_max_per_address: int = 5
+    count_asn: bool = True  # count ASes too (when the caller knows them)
+    asn_min_addresses: int = 8
+    asn_max_per_address: int = 10
     asn_surge: float = 3.0
     asn_memory: float = 21600.0
 
@@ -94,36 +114,82 @@ class DistributedConfig:
             raise ValueError("realert_factor must exceed 1")
         if self.asn_surge < 1.0 or self.asn_memory <= 0:
             raise ValueError("asn_surge must be at least 1 and asn_memory positive")
+        if not 0.0 <= self.min_rare_share <= 1.0:
+            raise ValueError("min_rare_share must be between 0 and 1")
+
+
+# The slow layer: botnets that spread their tries over hours. A hosting network collects
+# unrelated scanners over six hours, so it asks for more accounts and failures and, above
+# all, for uncommon accounts. Chosen with bench/anomaly_waves.py.
+SLOW_CONFIG = DistributedConfig(window=21600.0, min_addresses=8, min_accounts=30,
+                                min_failures=60, min_rare_share=0.6, asn_min_addresses=8,
+                                asn_max_per_address=60, asn_memory=86400.0)
+
+Event: TypeAlias = tuple[float, str, str | None, str, bool]  # time, address, account, network, rare
 
 
 class _Window:
-    """Failures of one network within the sliding window, with counts kept up to date."""
+    """Failures of one network within the sliding window, with counts kept up to date.
 
-    __slots__ = ("events", "ips", "users", "prefixes")
+    ``light`` is the number of addresses with at most ``limit`` failures in the window,
+    ``named`` the failures that name an account, ``rare`` those on accounts that were
+    uncommon when tried; all are kept as failures come and go (no scan over the window).
+    """
 
-    def __init__(self) -> None:
-        self.events: deque[tuple[float, str, str | None, str]] = deque()
-        self.ips: Counter[str] = Counter()
-        self.users: Counter[str] = Counter()
-        self.prefixes: Counter[str] = Counter()
+    __slots__ = ("events", "ips", "users", "prefixes", "light", "limit", "named", "rare")
 
-    def add(self, when: float, ip: str, user: str | None, prefix: str) -> None:
-        self.events.append((when, ip, user, prefix))
-        self.ips[ip] += 1
-        self.prefixes[prefix] += 1
+    def __init__(self, limit: int, by_prefix: bool) -> None:
+        self.events: deque[Event] = deque()
+        self.ips: dict[str, int] = {}
+        self.users: dict[str, int] = {}
+        self.prefixes: dict[str, int] | None = {} if by_prefix else None
+        self.light = 0
+        self.limit = limit
+        self.named = 0
+        self.rare = 0
+
+    def add(self, when: float, ip: str, user: str | None, prefix: str, rare: bool) -> None:
+        self.events.append((when, ip, user, prefix, rare))
+        if rare:
+            self.rare += 1
+        ips = self.ips
+        n = ips.get(ip, 0) + 1
+        ips[ip] = n
+        if n == 1:
+            self.light += 1
+        elif n == self.limit + 1:
+            self.light -= 1
         if user is not None:
-            self.users[user] += 1
+            self.named += 1
+            users = self.users
+            users[user] = users.get(user, 0) + 1
+        prefixes = self.prefixes
+        if prefixes is not None:
+            prefixes[prefix] = prefixes.get(prefix, 0) + 1
 
     def pop(self) -> None:
-        _, ip, user, prefix = self.events.popleft()
-        _decrement(self.ips, ip)
-        _decrement(self.prefixes, prefix)
+        _, ip, user, prefix, rare = self.events.popleft()
+        if rare:
+            self.rare -= 1
+        ips = self.ips
+        n = ips[ip] - 1
+        if n:
+            ips[ip] = n
+            if n == self.limit:
+                self.light += 1
+        else:
+            del ips[ip]
+            self.light -= 1
         if user is not None:
+            self.named -= 1
             _decrement(self.users, user)
+        if self.prefixes is not None:
+            _decrement(self.prefixes, prefix)
 
     def expire(self, cutoff: float) -> int:
         dropped = 0
-        while self.events and self.events[0][0] < cutoff:
+        events = self.events
+        while events and events[0][0] < cutoff:
             self.pop()
             dropped += 1
         return dropped
@@ -133,12 +199,95 @@ class _Window:
         return self.events[-1][0] if self.events else -math.inf
 
 
-def _decrement(counter: Counter[str], key: str) -> None:
+def _decrement(counter: dict[str, int], key: str) -> None:
     left = counter[key] - 1
     if left > 0:
         counter[key] = left
     else:
         del counter[key]
+
+
+class _Networks:
+    """Address -> (normalised address, its network), cached and bounded.
+
+    ``ipaddress`` costs several microseconds an address; a scanner's tries repeat it.
+    """
+
+    __slots__ = ("ipv4_prefix", "ipv6_prefix", "cache")
+
+    def __init__(self, ipv4_prefix: int, ipv6_prefix: int) -> None:
+        self.ipv4_prefix = ipv4_prefix
+        self.ipv6_prefix = ipv6_prefix
+        self.cache: dict[str, tuple[str, str] | None] = {}
+
+    def get(self, ip: str) -> tuple[str, str] | None:
+        try:
+            return self.cache[ip]
+        except KeyError:
+            pass
+        addr = normalise_ip(ip)
+        found: tuple[str, str] | None = None
+        if addr is not None:
+            prefix = prefix_of(addr, self.ipv4_prefix, self.ipv6_prefix)
+            if prefix == addr:  # a full-length prefix is an address: keep it a CIDR
+                prefix = f"{addr}/{128 if ':' in addr else 32}"
+            found = (addr, prefix)
+        if len(self.cache) >= _ADDRESS_CACHE:
+            self.cache.clear()
+        self.cache[ip] = found
+        return found
+
+
+class _Accounts:
+    """Which accounts are common: tried from ``COMMON_SPREAD`` different groups (an AS when
+    known, else the network) with no pause longer than ``COMMON_MEMORY``.
+
+    Learnt online from all failures, so "common" is what the scanners reaching this host
+    try, not a fixed list. Bounded: at most ``_MAX_ACCOUNTS`` accounts are followed, least
+    recently tried first out; the dict is kept in that order (to within ``_REFRESH``), so
+    forgetting costs only what is forgotten.
+    """
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        # account -> [last try (to within _REFRESH), groups tried from (None once common)]
+        self.seen: dict[str, list[Any]] = {}
+
+    def rare(self, account: str | None, group: str, now: float) -> bool:
+        """Is ``account`` uncommon? Counts this try first. No account is not rare."""
+        if account is None:
+            return False
+        seen = self.seen
+        entry = seen.get(account)
+        if entry is None:
+            if len(seen) >= _MAX_ACCOUNTS:
+                del seen[next(iter(seen))]
+            seen[account] = [now, (group,)]
+            return COMMON_SPREAD > 1
+        if now - entry[0] > _REFRESH:  # move it to the recent end
+            del seen[account]
+            seen[account] = entry
+            entry[0] = now
+        groups = entry[1]
+        if groups is None:
+            return False
+        if group not in groups:
+            if len(groups) + 1 >= COMMON_SPREAD:
+                entry[1] = None
+                return False
+            entry[1] = (*groups, group)
+        return True
+
+    def sweep(self, now: float) -> None:
+        """Forget accounts not tried for ``COMMON_MEMORY``."""
+        seen = self.seen
+        cutoff = now - COMMON_MEMORY
+        while seen:
+            account = next(iter(seen))
+            if seen[account][0] >= cutoff:
+                return
+            del seen[account]
 
 
 def _network_sort_key(text: str) -> tuple[int, int]:
@@ -154,7 +303,9 @@ def _address_sort_key(text: str) -> tuple[int, int]:
 def _span(seconds: float) -> str:
     if seconds < 60:
         return f"{max(seconds, 0):.0f} s"
-    return f"{math.ceil(seconds / 60 - 1e-9)} min"
+    if seconds < 5400:
+        return f"{math.ceil(seconds / 60 - 1e-9)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class DistributedDetector:
@@ -171,13 +322,31 @@ class DistributedDetector:
         given = {"window": window, "min_addresses": min_addresses,
                  "min_accounts": min_accounts, "min_failures": min_failures}
         overrides.update({k: v for k, v in given.items() if v is not None})
-        self.config = replace(config if config is not None else DistributedConfig(),
-                              **overrides)
+        self._config = replace(config if config is not None else DistributedConfig(),
+                               **overrides)
+        self._networks = _Networks(self._config.ipv4_prefix, self._config.ipv6_prefix)
         self._windows: OrderedDict[str, _Window] = OrderedDict()  # LRU order
         self._alerted: dict[str, tuple[float, int, int]] = {}  # key -> time, failures, addrs
         # AS -> (usual addresses in a window, time of that figure), least recent first
         self._asn_level: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._events = 0
+        self._swept = -math.inf  # time of the last full expiry sweep
+        self._accounts = _Accounts()
+
+    @property
+    def config(self) -> DistributedConfig:
+        return self._config
+
+    @config.setter
+    def config(self, value: DistributedConfig) -> None:
+        """New figures apply at once; windows counted so far are kept."""
+        self._config = value
+        if (value.ipv4_prefix, value.ipv6_prefix) != (self._networks.ipv4_prefix,
+                                                      self._networks.ipv6_prefix):
+            self._networks = _Networks(value.ipv4_prefix, value.ipv6_prefix)
+        for key, win in list(self._windows.items()):
+            if key.startswith("AS") and win.limit != value.asn_max_per_address:
+                self._windows[key] = _rebuilt(win, value.asn_max_per_address)
 
     def __len__(self) -> int:
         """Networks tracked now."""
@@ -195,38 +364,72 @@ class DistributedDetector:
         ``user`` None or empty counts towards failures and addresses but not accounts. An
         ``ip`` that is not an address is ignored.
         """
-        addr = normalise_ip(ip)
-        if addr is None:
+        parsed = self._networks.get(ip)
+        if parsed is None:
             return []
-        cfg = self.config
-        prefix = prefix_of(addr, cfg.ipv4_prefix, cfg.ipv6_prefix)
-        if prefix == addr:  # a full-length prefix is an address: keep it a CIDR
-            prefix = f"{addr}/{128 if ':' in addr else 32}"
         account = user[:_KEPT_ACCOUNT] if user else None
-        keys = [prefix] if asn is None or asn <= 0 else [prefix, f"AS{asn}"]
+        as_key = f"AS{asn}" if asn is not None and asn > 0 else None
+        rare = self._accounts.rare(account, parsed[1] if as_key is None else as_key, time)
+        return self._observe(time, parsed[0], parsed[1], account, asn, as_key, rare)
+
+    def _observe(self, time: float, addr: str, prefix: str, account: str | None,
+                 asn: int | None, as_key: str | None, rare: bool) -> list[NetAlert]:
         alerts: list[NetAlert] = []
-        for key in keys:
-            win = self._windows.get(key)
-            if win is None:
-                win = self._windows[key] = _Window()
-            else:
-                self._windows.move_to_end(key)
-                self._events -= win.expire(time - cfg.window)
-            # Out-of-order times are clamped so each window stays sorted.
-            win.add(max(time, win.last), addr, account, prefix)
-            self._events += 1
-            is_asn = key.startswith("AS")
-            if is_asn:
-                self._learn_level(key, win)
-            alert = self._check(key, win, asn if is_asn else None)
+        alert = self._count(prefix, time, addr, account, prefix, rare, None)
+        if alert is not None:
+            alerts.append(alert)
+        counted = 1
+        if as_key is not None and self._config.count_asn:
+            alert = self._count(as_key, time, addr, account, prefix, rare, asn)
             if alert is not None:
                 alerts.append(alert)
-        self._enforce_bounds(len(keys))
+            counted = 2
+        cfg = self._config
+        if len(self._windows) > cfg.max_networks or self._events > cfg.max_events:
+            self._enforce_bounds(counted)
         return alerts
 
+    def _count(self, key: str, time: float, addr: str, account: str | None, prefix: str,
+               rare: bool, asn: int | None) -> NetAlert | None:
+        cfg = self._config
+        win = self._windows.get(key)
+        when = time
+        if win is None:
+            win = self._windows[key] = _Window(cfg.asn_max_per_address, asn is not None)
+        else:
+            self._windows.move_to_end(key)
+            events = win.events
+            if events:
+                if events[0][0] < time - cfg.window:
+                    self._events -= win.expire(time - cfg.window)
+                    events = win.events
+                # Out-of-order times are clamped so each window stays sorted.
+                if events and events[-1][0] > when:
+                    when = events[-1][0]
+        win.add(when, addr, account, prefix, rare)
+        self._events += 1
+        if asn is not None:
+            level = self._asn_level.get(key)
+            if level is None or when - level[1] >= _LEVEL_STEP:
+                self._learn_level(key, win, when)
+        # The cheap gates first: most failures complete nothing. Mostly accounts that every
+        # scanner tries: not a campaign of its own.
+        if len(win.events) < cfg.min_failures or len(win.ips) < cfg.min_addresses \
+                or len(win.users) < cfg.min_accounts or win.rare < cfg.min_rare_share * win.named:
+            return None
+        return self._check(key, win, asn)
+
     def expire(self, now: float) -> None:
-        """Forget failures older than the window and alerts whose window has passed."""
-        cutoff = now - self.config.window
+        """Forget failures older than the window and alerts whose window has passed.
+
+        A full sweep runs at most every twentieth of the window (a window is also brought
+        up to date whenever its network fails again), so frequent calls cost nothing.
+        """
+        cfg = self._config
+        if self._swept <= now < self._swept + cfg.window / 20:
+            return
+        self._swept = now
+        cutoff = now - cfg.window
         for key in list(self._windows):
             win = self._windows[key]
             self._events -= win.expire(cutoff)
@@ -234,40 +437,47 @@ class DistributedDetector:
                 del self._windows[key]
         for key in [k for k, (when, _, _) in self._alerted.items() if when <= cutoff]:
             del self._alerted[key]
-        faded = now - 5 * self.config.asn_memory  # the level has decayed below 1 %
-        for key in [k for k, (_, when) in self._asn_level.items() if when <= faded]:
-            del self._asn_level[key]
+        faded = now - 5 * cfg.asn_memory  # the level has decayed below 1 %
+        levels = self._asn_level  # least recently updated first
+        while levels and next(iter(levels.values()))[1] <= faded:
+            levels.popitem(last=False)
+        self._accounts.sweep(now)
 
-    def _learn_level(self, key: str, win: _Window) -> None:
+    def _learn_level(self, key: str, win: _Window, now: float) -> None:
         """Time-weighted average of the AS's addresses per window (memory ``asn_memory``).
 
         An AS that always holds a dozen scanners (a big cloud) then needs a real surge;
         a quiet one alerts at ``asn_min_addresses``. A botnet's own minutes barely move a
-        six-hour average, so it does not raise its own bar before it is caught.
+        six-hour average, so it does not raise its own bar before it is caught. Updated at
+        most once a minute per AS.
         """
-        now = win.events[-1][0]
-        level, when = self._asn_level.pop(key, (0.0, now))
-        keep = math.exp(-max(now - when, 0.0) / self.config.asn_memory)
+        entry = self._asn_level.get(key)
+        if entry is None:
+            self._asn_level[key] = (0.0, now)
+            while len(self._asn_level) > self._config.max_networks:
+                self._asn_level.popitem(last=False)
+            return
+        level, when = entry
+        if now - when < _LEVEL_STEP:
+            return
+        keep = math.exp(-(now - when) / self._config.asn_memory)
         self._asn_level[key] = (keep * level + (1.0 - keep) * len(win.ips), now)
-        while len(self._asn_level) > self.config.max_networks:
-            self._asn_level.popitem(last=False)
+        self._asn_level.move_to_end(key)
 
     def _check(self, key: str, win: _Window, asn: int | None) -> NetAlert | None:
-        cfg = self.config
-        failures, n_addr, n_users = len(win.events), len(win.ips), len(win.users)
-        if failures < cfg.min_failures or n_addr < cfg.min_addresses \
-                or n_users < cfg.min_accounts:
-            return None
+        cfg = self._config
+        failures, n_addr = len(win.events), len(win.ips)
         if asn is not None:
-            if len(win.prefixes) < 2:
+            if win.prefixes is None or len(win.prefixes) < 2:
                 return None  # one network of the AS: its CIDR alert says it better
             # Independent scanners meet in a big hosting AS all the time; what a botnet does
-            # and they do not is keep each address under the per-address limit.
+            # and they do not is keep each address under the per-address limit (and try
+            # uncommon accounts, checked for every network already).
             if failures > cfg.asn_max_per_address * n_addr:
                 return None
-            light = sum(1 for n in win.ips.values() if n <= cfg.asn_max_per_address)
             usual = self._asn_level.get(key, (0.0, 0.0))[0]
-            if light < max(cfg.asn_min_addresses, cfg.min_addresses, cfg.asn_surge * usual):
+            if win.light < max(cfg.asn_min_addresses, cfg.min_addresses,
+                               cfg.asn_surge * usual):
                 return None
         now = win.events[-1][0]
         prev = self._alerted.get(key)
@@ -287,10 +497,11 @@ class DistributedDetector:
         first, last = win.events[0][0], win.events[-1][0]
         busiest = sorted(win.ips.items(), key=lambda kv: (-kv[1], _address_sort_key(kv[0])))
         addresses = tuple(ip for ip, _ in busiest[:MAX_ADDRESSES])
-        examples = tuple(clean_account(u) for u, _ in win.users.most_common(MAX_EXAMPLES))
+        common = sorted(win.users.items(), key=lambda kv: -kv[1])[:MAX_EXAMPLES]
+        examples = tuple(clean_account(u) for u, _ in common)
         n_addr, n_users, failures = len(win.ips), len(win.users), len(win.events)
         span = _span(last - first)
-        if asn is None:
+        if asn is None or win.prefixes is None:
             where = f"of {key}"
             targets: tuple[str, ...] = (key,)
         else:
@@ -304,7 +515,7 @@ class DistributedDetector:
 
     def _enforce_bounds(self, protect: int = 0) -> None:
         """Forget least recently active networks; ``protect`` = how many at the end are in use."""
-        cfg = self.config
+        cfg = self._config
         while len(self._windows) > cfg.max_networks or self._events > cfg.max_events:
             key, win = next(iter(self._windows.items()))
             if len(self._windows) > protect:
@@ -321,22 +532,29 @@ class DistributedDetector:
 
     def to_state(self) -> dict[str, Any]:
         """Windows (least recently active first) and recent alerts, as JSON-able values."""
-        return {"version": STATE_VERSION, "config": asdict(self.config),
+        return {"version": STATE_VERSION, "config": asdict(self._config),
                 "windows": {key: [list(ev) for ev in win.events]
                             for key, win in self._windows.items()},
                 "alerted": {key: list(val) for key, val in self._alerted.items()},
                 "asn_level": {key: list(val) for key, val in self._asn_level.items()}}
 
     @classmethod
-    def from_state(cls, data: dict[str, Any]) -> DistributedDetector:
+    def from_state(cls, data: dict[str, Any],
+                   config: DistributedConfig | None = None) -> DistributedDetector:
+        """Rebuild from ``to_state()``; ``config`` replaces the saved figures when given."""
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported distributed detector state version "
                              f"{data.get('version')!r}")
-        det = cls(config=DistributedConfig(**data["config"]))
+        if config is None:
+            config = DistributedConfig(**data["config"])
+        det = cls(config=config)
+        limit = det._config.asn_max_per_address
         for key, events in data["windows"].items():
-            win = det._windows[str(key)] = _Window()
-            for when, ip, user, prefix in events:
-                win.add(float(when), str(ip), None if user is None else str(user), str(prefix))
+            key = str(key)
+            win = det._windows[key] = _Window(limit, key.startswith("AS"))
+            for when, ip, user, prefix, *rare in events:  # states before 0.x had no flag
+                win.add(float(when), str(ip), None if user is None else str(user), str(prefix),
+                        bool(rare[0]) if rare else False)
             det._events += len(win.events)
         det._alerted = {str(key): (float(when), int(fails), int(addrs))
                         for key, (when, fails, addrs) in data["alerted"].items()}
@@ -346,27 +564,45 @@ class DistributedDetector:
         return det
 
 
+def _rebuilt(win: _Window, limit: int) -> _Window:
+    fresh = _Window(limit, win.prefixes is not None)
+    for when, ip, user, prefix, rare in win.events:
+        fresh.add(when, ip, user, prefix, rare)
+    return fresh
+
+
 class LayeredDetector:
     """A fast window (minutes) and a slow one (hours) over the same failures.
 
-    The slow layer catches botnets that spread 100 tries over hours; it needs more
-    addresses and accounts (a hosting network collects unrelated scanners over hours) and
-    works on networks only, not on ASes. Defaults chosen with bench/anomaly_waves.py: slow
-    /24 and /64 botnets of 15+ addresses found, no false alert on either background.
+    The slow layer catches botnets that spread 100 tries over hours; it asks for uncommon
+    accounts (a hosting network collects unrelated scanners over hours, and they all try
+    root). Each address is parsed, and each account judged common or not, once for both.
     """
 
     def __init__(self, fast: DistributedDetector | None = None,
                  slow: DistributedDetector | None = None) -> None:
         self.fast = fast if fast is not None else DistributedDetector()
-        self.slow = slow if slow is not None else DistributedDetector(
-            window=21600.0, min_addresses=12, min_accounts=40, min_failures=90)
+        self.slow = slow if slow is not None else DistributedDetector(config=SLOW_CONFIG)
 
     def __len__(self) -> int:
         return len(self.fast) + len(self.slow)
 
     def observe(self, time: float, ip: str, user: str | None,
                 asn: int | None = None) -> list[NetAlert]:
-        return self.fast.observe(time, ip, user, asn) + self.slow.observe(time, ip, user, None)
+        fast, slow = self.fast, self.slow
+        parsed = fast._networks.get(ip)
+        if parsed is None:
+            return []
+        account = user[:_KEPT_ACCOUNT] if user else None
+        as_key = f"AS{asn}" if asn is not None and asn > 0 else None
+        rare = fast._accounts.rare(account, parsed[1] if as_key is None else as_key, time)
+        alerts = fast._observe(time, parsed[0], parsed[1], account, asn, as_key, rare)
+        if slow._networks.ipv4_prefix == fast._networks.ipv4_prefix \
+                and slow._networks.ipv6_prefix == fast._networks.ipv6_prefix:
+            more = slow._observe(time, parsed[0], parsed[1], account, asn, as_key, rare)
+        else:
+            more = slow.observe(time, ip, user, asn)
+        return alerts + more if more else alerts
 
     def expire(self, now: float) -> None:
         self.fast.expire(now)
@@ -377,7 +613,12 @@ class LayeredDetector:
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> LayeredDetector:
-        if "fast" not in data:  # a state saved before the slow layer existed
-            return cls(DistributedDetector.from_state(data))
-        return cls(DistributedDetector.from_state(data["fast"]),
-                   DistributedDetector.from_state(data["slow"]))
+        """What was counted and learnt comes from the state; the figures from this code.
+
+        The daemon then applies the ``[anomaly]`` knobs to the fast layer. A state saved
+        before the slow layer existed gets a fresh slow layer.
+        """
+        if "fast" not in data:
+            return cls(DistributedDetector.from_state(data, DistributedConfig()))
+        return cls(DistributedDetector.from_state(data["fast"], DistributedConfig()),
+                   DistributedDetector.from_state(data["slow"], SLOW_CONFIG))

@@ -3,7 +3,8 @@
 Per-address counting bans one brute-forcer at a time; a wave (a botnet turning to this host,
 a credential-stuffing run) shows first as the jail's *rate* jumping. Each of the two series
 (failures/min, distinct sources/min) runs a ChangeFinder-style detector (Takeuchi & Yamanishi,
-2006): an SDAR(k) model scores each minute by its predictive log loss, the scores are averaged
+2006): an SDAR(k) model scores each minute (the running median of the last ``prefilter``
+minutes, so a single burst minute is dropped) by its predictive log loss, the scores are averaged
 over ``smooth1`` minutes, a second SDAR model learns that averaged score and its own log loss,
 averaged over ``smooth2`` minutes, is the change score. Averaging then re-modelling is what
 turns "one odd minute" (an outlier) into "the behaviour changed" (a change point).
@@ -15,6 +16,10 @@ a wave), at least ``min_failures`` a minute, and the change score above a thresh
 from calm minutes (median + k * MAD). It ends once both series stay within ``end_sigmas`` of
 the baseline, or below ``end_fraction`` of the wave's excess over it, for ``end_minutes``
 minutes (hysteresis: one alert each way).
+
+The calm baseline follows the jail (about ``baseline_minutes``), but while the recent median
+is above the end level and no wave has started, it learns at ``suspect_rate`` of its pace: a
+small wave that has not yet passed the gates must not become the level it is judged against.
 
 Counts are compared on the Anscombe scale (2 * sqrt(x + 3/8)), where Poisson noise has unit
 variance whatever the rate: that is why one set of defaults fits a host with 1 failure/min
@@ -133,8 +138,18 @@ class _Series:
         self.base_raw = 0.0  # per minute, for people
         self.base_seen = 0
         self.score = 0.0
+        self.raw: deque[float] = deque(maxlen=cfg.prefilter)  # the last minutes, as they came
 
     def change_score(self, x: float) -> float:
+        """The change score after minute ``x``.
+
+        The first stage sees the running median of the last ``prefilter`` minutes: one
+        brute-forcer's burst minute is an outlier, not a change, and left in it would teach
+        the second stage that its input jumps about, blunting the score of a real wave.
+        """
+        self.raw.append(x)
+        if len(self.raw) > 2:
+            x = _median(sorted(self.raw))
         self.smooth1.append(self.stage1.step(x))
         smoothed = sum(self.smooth1) / len(self.smooth1)
         self.smooth2.append(self.stage2.step(smoothed))
@@ -194,13 +209,16 @@ class _Series:
         self.smooth2.extend(float(v) for v in data["smooth2"])
 
     def to_state(self) -> dict[str, Any]:
-        return {**self.model_state(), "calib": list(self.calib), "score": self.score}
+        return {**self.model_state(), "calib": list(self.calib), "score": self.score,
+                "raw": list(self.raw)}
 
     def load(self, data: dict[str, Any]) -> None:
         self.load_model(data)
         self.calib.clear()
         self.calib.extend(float(v) for v in data["calib"])
         self.score = float(data["score"])
+        self.raw.clear()
+        self.raw.extend(float(v) for v in data.get("raw", ()))  # absent before prefilter
 
 
 def _from_anscombe(y: float) -> float:
@@ -228,8 +246,10 @@ class WaveConfig:
     score_k: float = 6.0
     confirm_minutes: int = 5
     end_minutes: int = 10
-    min_failures: int = 5
+    min_failures: int = 6
     min_sources: int = 3
+    prefilter: int = 3
+    suspect_rate: float = 0.25
     baseline_minutes: int = 120
     calibration_minutes: int = 1440
     max_wave_minutes: int = 720
@@ -238,7 +258,7 @@ class WaveConfig:
     def __post_init__(self) -> None:
         for name in ("warmup_minutes", "order", "smooth1", "smooth2", "confirm_minutes",
                      "end_minutes", "baseline_minutes", "calibration_minutes",
-                     "max_wave_minutes"):
+                     "max_wave_minutes", "prefilter"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not 0.0 < self.discount < 1.0:
@@ -247,6 +267,8 @@ class WaveConfig:
             raise ValueError("end_sigmas must not exceed start_sigmas (hysteresis)")
         if not 0.0 <= self.end_fraction < 1.0:
             raise ValueError("end_fraction must be in [0, 1)")
+        if not 0.0 < self.suspect_rate <= 1.0:
+            raise ValueError("suspect_rate must be in (0, 1]")
         if self.max_gap_minutes < 0:
             raise ValueError("max_gap_minutes must not be negative")
 
@@ -396,8 +418,10 @@ class WaveDetector:
         up_f, up_s = self._gates() if elevated else (False, False)
         score_f = self._fail.change_score(xf)
         score_s = self._src.change_score(xs)
-        self._fail.learn_baseline(xf, failures, 1.0 / cfg.baseline_minutes)
-        self._src.learn_baseline(xs, sources, 1.0 / cfg.baseline_minutes)
+        rate = 1.0 / cfg.baseline_minutes
+        slow_f, slow_s = self._suspect() if elevated else (False, False)
+        self._fail.learn_baseline(xf, failures, rate * (cfg.suspect_rate if slow_f else 1.0))
+        self._src.learn_baseline(xs, sources, rate * (cfg.suspect_rate if slow_s else 1.0))
         if not (up_f or up_s):
             settle = 2 * (cfg.smooth1 + cfg.smooth2) + cfg.order
             if self._cooldown > 0:
@@ -435,6 +459,16 @@ class WaveDetector:
         up_s = (enough and sources >= cfg.min_sources
                 and self._src.sigmas(level_s) >= cfg.start_sigmas)
         return up_f, up_s
+
+    def _suspect(self) -> tuple[bool, bool]:
+        """Is each series' recent median above the end level? Then the baseline learns
+        slowly: a small wave that has not (yet) passed the start gates must not become the
+        calm level it is judged against."""
+        cfg = self.config
+        level_f = _median(sorted(r[2] for r in self._recent))
+        level_s = _median(sorted(r[3] for r in self._recent))
+        return (self._fail.sigmas(level_f) >= cfg.end_sigmas,
+                self._src.sigmas(level_s) >= cfg.end_sigmas)
 
     def _start(self, minute: int, fired: list[tuple[str, float, float]]) -> WaveEvent:
         started, n, sum_f, sum_s, peak = self._run
@@ -541,7 +575,12 @@ class WaveDetector:
         """Rebuild from ``to_state()``; a state of another version is refused (ValueError)."""
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported wave detector state version {data.get('version')!r}")
-        det = cls(config=WaveConfig(**data["config"]))
+        saved = dict(data["config"])
+        if "prefilter" not in saved:
+            # Written by a version whose figures were all defaults but the warm-up (the one
+            # [anomaly] knob): take today's defaults, they were chosen together.
+            saved = {"warmup_minutes": saved.get("warmup_minutes", WaveConfig().warmup_minutes)}
+        det = cls(config=WaveConfig(**saved))
         det._open = None if data["open"] is None else int(data["open"])
         det._open_counts = [int(v) for v in data["open_counts"]]
         det._judged = int(data["judged"])
