@@ -64,6 +64,9 @@ class JailPolicy:
         self.alerts: list[AccountAlert] = []  # drained by the daemon (logged, counted)
 
     def _bantime(self, ip: str, override: float | None = None) -> float:
+        if not self.rules.increment.enabled:
+            # past bans only matter to bantime.increment: no look-up per ban in a storm
+            return self.rules.bantime if override is None else override
         count = self.previous_bans.get(ip, 0)
         self.previous_bans[ip] = count + 1
         if override is not None:
