@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
+class Failure(NamedTuple):
     """One failed authentication seen in a log.
 
     ``host`` is the raw text the filter captured (an address or a host name); ``ip`` is the
     normalised address, or None when ``host`` is a name that still needs resolving.
     ``count`` is the failure's weight (N for a line that stands for N attempts).
+
+    A named tuple, not a frozen dataclass: made once per matched line, and a tuple costs a
+    sixth of the time to create.
     """
 
     ip: str | None
@@ -19,12 +22,11 @@ class Failure:
     time: float
     user: str | None
     rule: str
-    count: int = 1
+    count: int = 1  # type: ignore[assignment]  # shadows tuple.count, which nobody calls
     line: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Success:
+class Success(NamedTuple):
     """A successful login: some policies clear counters on it, reports count it."""
 
     ip: str

@@ -8,7 +8,6 @@ addresses, which the jail then counts like any other failure (at the line's own 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 import time
@@ -102,7 +101,7 @@ class NameWorker:
             self.resolved += 1
             if mode == "warn":
                 self._warn(jail, failure.host, answer.addresses)
-            self._deliver(jail, [dataclasses.replace(failure, ip=ip)
+            self._deliver(jail, [failure._replace(ip=ip)
                                  for ip in answer.addresses])
 
     def _warn(self, jail: str, name: str, addresses: tuple[str, ...]) -> None:

@@ -52,7 +52,24 @@ def _rule(name: str, literal: str, template: str, kind: RuleKind = "fail", *,
         main, check = _twin(template)
     else:
         main, check = template, None
-    return Rule(name, literal, main, kind, forget, check, also)
+    return Rule(name, literal, main, kind, forget, check, also,
+                separator=_separator(template) if check else "")
+
+
+def _separator(template: str) -> str:
+    """The plain text right before the address in ``template`` ("" when there is none).
+
+    Only text after the last attacker-text group counts, and none may follow the address:
+    then a message holding the separator once can only be read one way.
+    """
+    at = min((i for i in (template.find(ADDR), template.find(HOST)) if i >= 0), default=-1)
+    if at < 0 or max(template.rfind("{U})", 0, at), template.rfind("{L})", 0, at)) < 0 \
+            or "{U}" in template[at:] or "{L}" in template[at:]:
+        return ""  # no attacker text before the address, or some after it too
+    end = at
+    while at > 0 and (template[at - 1].isalnum() or template[at - 1] in " =,:"):
+        at -= 1
+    return template[at:end]
 
 
 # --------------------------------------------------------------------------- sshd

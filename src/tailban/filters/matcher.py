@@ -45,7 +45,18 @@ _MAX_LINE_KEPT = 1000
 _MAX_COUNT = 1000
 _MAX_CLOSED = 4096  # ended connections whose counted failures a summary line may follow
 
+_MAX_PLANS = 512
+
 Event = Failure | Success
+
+
+def _overlaps(literals: list[str]) -> dict[str, frozenset[str]]:
+    """For each literal, the others that can start inside it: the search, resuming after a
+    literal it found, cannot see those (one that starts before it, or after, it sees)."""
+    def hides(seen: str, other: str) -> bool:
+        return other not in seen and any(seen.endswith(other[:k])
+                                         for k in range(1, min(len(seen), len(other))))
+    return {a: frozenset(b for b in literals if b != a and hides(a, b)) for a in literals}
 
 
 class Merged(NamedTuple):
@@ -57,7 +68,7 @@ class Merged(NamedTuple):
 
 
 class _Compiled:
-    __slots__ = ("rule", "name", "regex", "check", "literal", "also", "kind", "forget",
+    __slots__ = ("rule", "name", "regex", "check", "literal", "also", "kind", "forget", "separator",
                  "has_host", "has_user", "has_alt", "has_count", "has_method")
 
     def __init__(self, rule: Rule) -> None:
@@ -65,6 +76,7 @@ class _Compiled:
         self.name = rule.name
         self.regex = re.compile(rule.regex)
         self.check = re.compile(rule.check) if rule.check else None
+        self.separator = rule.separator
         self.literal = rule.literal
         self.also = rule.also
         self.kind = rule.kind
@@ -75,6 +87,9 @@ class _Compiled:
         self.has_alt = "alt_user" in groups
         self.has_count = "count" in groups
         self.has_method = "method" in groups
+
+
+_Plan = tuple[tuple["_Compiled", ...] | None, tuple[tuple["_Compiled", tuple[str, ...]], ...]]
 
 
 class _Conn:
@@ -117,8 +132,13 @@ class ChunkMatcher:
         if self._expand:
             literals.add(_LAST_REPEATED_LITERAL)
         ordered = sorted(literals, key=len, reverse=True)
-        # Longest first, so at one position the longest literal is the one found.
+        # Longest first, so at one position the longest literal is the one found. (No groups
+        # to tell which: they would cost re its fast scan for the literals' first bytes.)
         self._candidates = re.compile(b"|".join(re.escape(lit) for lit in ordered))
+        self._overlaps = _overlaps([lit.decode("utf-8", "surrogateescape")
+                                    for lit in ordered])
+        # the rules worth trying for the literals found in a message
+        self._plans: dict[bytes | tuple[bytes, ...], _Plan] = {}
         self._times = TimestampParser(tz)
         self._connections: dict[str, _Conn] = {}
         # connection id -> (address, failures counted) of connections that ended
@@ -151,17 +171,29 @@ class ChunkMatcher:
             hit = search(chunk, pos)
             if hit is None:
                 break
-            start = rfind(b"\n", 0, hit.start()) + 1
-            end = find(b"\n", hit.end())
+            at = hit.start()
+            start = rfind(b"\n", 0, at) + 1
+            last = hit.end()
+            end = find(b"\n", last)
             if end < 0:
                 end = size
+            # Every literal of the line, leftmost first: which rules to try (see _plan).
+            found: bytes | tuple[bytes, ...] = hit.group()
+            more = search(chunk, last, end)
+            if more is not None:
+                several = [hit.group()]
+                while more is not None:
+                    several.append(more.group())
+                    last = more.end()
+                    more = search(chunk, last, end)
+                found = tuple(several)
             if numbers is None:
-                line(chunk[start:end], start, end, now, events)
+                line(chunk[start:end], start, end, now, events, found, at - start, last - start)
             else:
                 number += chunk.count(b"\n", counted_to, start)
                 counted_to = start
                 before = len(events)
-                line(chunk[start:end], start, end, now, events)
+                line(chunk[start:end], start, end, now, events, found, at - start, last - start)
                 numbers.extend([number + 1] * (len(events) - before))
             pos = end + 1
         if numbers is not None:
@@ -179,7 +211,10 @@ class ChunkMatcher:
         return events
 
     def _match_line(self, raw: bytes, start: int, end: int, now: float,
-                    events: list[Event]) -> None:
+                    events: list[Event], seen: bytes | tuple[bytes, ...] = b"",
+                    first: int = 0, last: int = 0) -> None:
+        """``seen``: the literals the chunk search saw in ``raw`` between ``first`` and
+        ``last`` (empty: unknown)."""
         text = raw.decode("utf-8", "replace").rstrip()
         if start - 1 == self._last_end and self._expand and _LAST_REPEATED_LITERAL in raw:
             self._repeat_last(text, end, now, events)
@@ -193,7 +228,9 @@ class ChunkMatcher:
                 return
         msg: str = head.group("msg")
         repeat = 1
+        plain = True
         if msg.startswith("message repeated "):
+            plain = False
             again = _REPEATED.match(msg)
             if again is None:
                 return
@@ -201,11 +238,22 @@ class ChunkMatcher:
             msg = again.group(2).strip()
         conn: str | None = None
         known = False
-        tried: _Compiled | None = None
-        for literal, compiled in self._entries:
-            if literal not in msg or compiled is tried:
-                continue
-            tried = compiled
+        rules: tuple[_Compiled, ...] | list[_Compiled]
+        if seen and plain and first >= head.start("msg") and last <= len(text) \
+                and raw.isascii():
+            # the search saw every literal of the message: no need to look for each
+            plan = self._plans.get(seen) or self._plan(seen)
+            if plan[0] is not None:
+                rules = plan[0]
+            else:
+                rules = [compiled for compiled, checks in plan[1]
+                         if not checks or any(lit in msg for lit in checks)]
+        else:
+            rules = []
+            for literal, compiled in self._entries:
+                if literal in msg and (not rules or rules[-1] is not compiled):
+                    rules.append(compiled)
+        for compiled in rules:
             if compiled.kind == "close":
                 # Only the end of a connection this matcher knows can matter.
                 if not known:
@@ -216,7 +264,8 @@ class ChunkMatcher:
             found = compiled.regex.match(msg)
             if found is None:
                 continue
-            if compiled.check is not None:
+            if compiled.check is not None and (not compiled.separator
+                                               or msg.count(compiled.separator) != 1):
                 other = compiled.check.match(msg)
                 if other is None or other.start("host") != found.start("host"):
                     return  # the line reads two ways: trust neither
@@ -228,6 +277,31 @@ class ChunkMatcher:
             self._apply(compiled, found, conn, head.group("time"), text, repeat, end, now,
                         events)
             return
+
+    def _plan(self, found: bytes | tuple[bytes, ...]) -> _Plan:
+        """The rules to try, in order, for a message in which the leftmost-first search saw
+        the literals ``found``: a rule whose literal was seen (or lies inside one seen) is
+        tried; one whose literal can start inside a seen one may hide under it and is
+        checked; any other literal would have been seen, so its rule is skipped."""
+        names = {lit.decode("utf-8", "surrogateescape")
+                 for lit in (found if isinstance(found, tuple) else (found,))}
+        steps: list[tuple[_Compiled, tuple[str, ...]]] = []
+        for compiled in self._rules:
+            checks: list[str] = []
+            for literal in (compiled.literal, *compiled.also):
+                if any(literal in seen for seen in names):
+                    steps.append((compiled, ()))
+                    break
+                if any(literal in self._overlaps.get(seen, ()) for seen in names):
+                    checks.append(literal)
+            else:
+                if checks:
+                    steps.append((compiled, tuple(checks)))
+        sure = all(not checks for _, checks in steps)
+        plan: _Plan = (tuple(compiled for compiled, _ in steps) if sure else None, tuple(steps))
+        if len(self._plans) < _MAX_PLANS:
+            self._plans[found] = plan
+        return plan
 
     @staticmethod
     def _conn_id(head: re.Match[str]) -> str | None:

@@ -44,6 +44,10 @@ class Rule:
     both sides of the address use it: ``regex`` takes the right-most reading, ``check``
     the left-most one; when they differ the line could be read two ways and yields
     nothing rather than an address the attacker may have written.
+
+    ``separator``: the fixed text just before ``host`` in both expressions (`` from ``).
+    Where the message holds it once, both readings put the address at the same place, and
+    the check is skipped.
     """
 
     name: str
@@ -54,6 +58,7 @@ class Rule:
     check: str | None = None
     also: tuple[str, ...] = ()  # further literals: any of them makes a line a candidate
     legacy: bool = False  # an old log format (``sshd(pam_unix)``, klogind): ``legacy_tags``
+    separator: str = ""
 
 
 @dataclass(frozen=True, slots=True)
