@@ -24,7 +24,7 @@ class TimestampParser:
     local time of ``tz`` (None: the process' local zone). ``now`` is passed in, never read.
     """
 
-    __slots__ = ("_tz", "_cache", "_iso", "_now", "_year")
+    __slots__ = ("_tz", "_cache", "_iso", "_now", "_year", "_last")
 
     def __init__(self, tz: tzinfo | None = None) -> None:
         self._tz = tz
@@ -33,9 +33,19 @@ class TimestampParser:
         self._iso: dict[str, float] = {}
         self._now = math.nan
         self._year = 0
+        self._last: tuple[str, float, float] = ("", math.nan, 0.0)  # text, now, value
 
     def parse(self, text: str, now: float) -> float | None:
         """Epoch seconds for a syslog, RFC 3339 or TAI64N stamp, else None."""
+        last = self._last
+        if text == last[0] and now == last[1]:
+            return last[2]  # consecutive lines of one second: the usual case in a storm
+        value = self._parse(text, now)
+        if value is not None:
+            self._last = (text, now, value)
+        return value
+
+    def _parse(self, text: str, now: float) -> float | None:
         if not text:
             return None
         first = text[0]
