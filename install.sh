@@ -189,7 +189,7 @@ trap 'exit 143' TERM
 "$VENV/bin/python" -m pip install --disable-pip-version-check --no-cache-dir -q \
     --upgrade "$BUILD_DIR"
 rm -rf "$BUILD_DIR"
-[ -x "$TAILBAN" ] || die "pip did not install $TAILBAN (no [project.scripts] entry?)"
+[ -x "$TAILBAN" ] || die "pip did not install $TAILBAN (no script-files entry in pyproject.toml?)"
 note "$("$VENV/bin/python" -m pip show tailban 2>/dev/null | sed -n 's/^Version: /tailban version /p')"
 
 mkdir -p "$(dirname "$BIN_LINK")"

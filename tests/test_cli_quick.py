@@ -127,9 +127,26 @@ def test_entry_point_imports_no_configuration_code(conf: tuple[Path, Server]) ->
     confdir, _ = conf
     code = ("import sys; from tailban.quick import fast; "
             f"rc = fast(['-c', {str(confdir)!r}, 'unban', '203.0.113.9']); "
-            "heavy = [m for m in ('tailban.config.load', 'argparse', 'typing', 'socket') "
+            "heavy = [m for m in ('tailban.config.load', 'argparse', 'typing', 'socket', "
+            "'json', 're', 'enum') "
             "if m in sys.modules]; print(rc, heavy)")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True, cwd=REPO).stdout
     assert out.splitlines()[-1] == "0 []"
+
+
+def test_the_command_script_imports_neither_re_nor_json(conf: tuple[Path, Server]) -> None:
+    # bin/tailban is what pip installs as the command (script-files, not a generated wrapper)
+    confdir, server = conf
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    done = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "bin" / "tailban"),
+                           "-c", str(confdir), "unban", "203.0.113.7"],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "unbanned 203.0.113.7 from sshd\n"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "tailban.quick" in imported
+    assert not imported & {"re", "json", "enum", "argparse", "tailban.cli"}
+    assert ("unban", {"ip": "203.0.113.7", "jail": None, "fleet": False}) in server.calls

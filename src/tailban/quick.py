@@ -64,16 +64,27 @@ def fast(argv: list[str]) -> int | None:
         sock = socket_path(conf)
         if sock is None:
             return None
-    import json
+    from tailban.control import lite_json
 
     try:
-        answer = json.loads(_exchange(sock, json.dumps({"cmd": command, "args": request},
-                                                       separators=(",", ":")).encode() + b"\n"))
+        data = _exchange(sock, lite_json.dumps({"cmd": command, "args": request}).encode()
+                         + b"\n")
     except ConnectionError as exc:
         print(f"tailban: {exc} (is the daemon running?)", file=sys.stderr)
         return EX_UNAVAILABLE
     except (OSError, ValueError):
-        return None  # odd trouble: the full CLI explains it
+        return None  # odd trouble (nothing was done): the full CLI explains it
+    try:
+        answer = lite_json.loads(data.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        import json  # the daemon has acted: read its answer with the real parser
+
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            print(f"tailban: unreadable answer from the daemon: {data[:200]!r}",
+                  file=sys.stderr)
+            return 1
     if not isinstance(answer, dict):
         return None
     if not answer.get("ok"):
