@@ -1,8 +1,12 @@
 """Hands batches to the firewall backend, one transaction at a time, never dropping one.
 
-While a transaction is in flight new bans accumulate in the pending batch and go in the
-next one. A failing transaction is merged back and retried with exponential backoff; the
-error is logged once per failure burst and shown in ``status``.
+A small change made while no transaction is in flight is applied at once, on the caller's
+(the event loop's) thread: handing it to a worker thread costs milliseconds of waiting for
+the GIL, more than the change itself. Larger ones go to a worker thread, so the loop keeps
+answering during a storm; while a transaction is in flight new bans accumulate in the
+pending batch and go in the next one. A failing transaction is merged back and retried
+with exponential backoff; the error is logged once per failure burst and shown in
+``status``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ log = logging.getLogger("tailban.firewall")
 
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 30.0
+INLINE_MAX = 64  # changes applied on the loop's thread (well under a millisecond with nft)
 
 
 class FirewallWorker:
@@ -38,6 +43,7 @@ class FirewallWorker:
         self._done = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._in_flight = False  # a transaction runs on a worker thread
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="firewall")
@@ -54,8 +60,23 @@ class FirewallWorker:
         for ban in bans:
             self.pending.ban(ban)
         self._requested += 1
-        self._wake.set()
+        if (not self._in_flight and self.last_error is None and not self._stopping
+                and self._task is not None and 0 < len(self.pending) <= INLINE_MAX):
+            self._apply_now()
+        self._wake.set()  # the task marks it applied, or retries it
         return self._requested
+
+    def _apply_now(self) -> None:
+        """Apply the pending batch on this thread; on failure the task retries it."""
+        batch, self.pending = self.pending, FirewallBatch()
+        try:
+            self.backend.apply(batch, self.clock())
+        except Exception:  # noqa: BLE001 - whatever it is, the task's attempt reports it
+            batch.merge(self.pending)
+            self.pending = batch  # the task's own attempt logs and backs off
+            return
+        self.transactions += 1
+        self.applied_changes += len(batch)
 
     async def wait(self, ticket: int, timeout: float) -> bool:
         """True once every change up to ``ticket`` is in the kernel."""
@@ -92,9 +113,11 @@ class FirewallWorker:
                 continue
             batch, ticket = self.pending, self._requested
             self.pending = FirewallBatch()
+            self._in_flight = True
             try:
                 await loop.run_in_executor(None, self.backend.apply, batch, self.clock())
             except (FirewallError, OSError) as exc:
+                self._in_flight = False
                 batch.merge(self.pending)
                 self.pending = batch
                 self.failures += 1
@@ -109,6 +132,7 @@ class FirewallWorker:
                 delay = min(delay * 2, _BACKOFF_MAX)
                 self._wake.set()
                 continue
+            self._in_flight = False
             if self.last_error is not None:
                 log.warning("firewall works again; %d pending changes applied", len(batch))
             self.last_error = None
