@@ -137,3 +137,21 @@ def _wait_for(condition: Callable[[], bool]) -> None:
             return
         done.wait(0.02)
     assert condition()
+
+
+def test_only_the_followed_files_and_their_rotated_names_are_reported(
+    tmp_path: Path, watcher: DirectoryWatcher, recorder: Recorder
+) -> None:
+    # /var/log also holds syslog and tailban's own database: their writes wake nothing
+    watcher.watch(str(tmp_path / "auth.log"))
+    watcher.watch(str(tmp_path / "mail*.log"))
+    watcher.start()
+    recorder.settle()
+    for name in ("syslog", "tailban.sqlite3-wal", "kern.log", "xauth.log"):
+        _append(tmp_path / name, b"x\n")
+    assert not recorder.event.wait(1.0), recorder.dirs
+    recorder.expect(tmp_path, lambda: _append(tmp_path / "auth.log", b"one\n"))
+    recorder.expect(tmp_path, lambda: _append(tmp_path / "auth.log.1", b"late\n"))
+    recorder.expect(tmp_path, lambda: _append(tmp_path / "mail-in.log", b"m\n"))
+    recorder.expect(tmp_path, lambda: _append(tmp_path / "mail-in.log-20261123", b"m\n"))
+    recorder.expect(tmp_path, lambda: os.replace(tmp_path / "syslog", tmp_path / "auth.log"))

@@ -8,6 +8,7 @@ directory changed; the caller coalesces these calls and re-reads its followers t
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
 import logging
 import os
@@ -52,6 +53,7 @@ _EVENT_FILTER: list[type[FileSystemEvent]] = [
 _EVENT_TYPES = frozenset({"created", "modified", "moved", "deleted"})
 # Re-arming looks again until the set of directories is stable, this many times at most.
 _MAX_REARM_ROUNDS = 5
+_MAX_NAMES_CACHED = 4096
 
 
 def expand(pattern: str) -> list[str]:
@@ -100,6 +102,18 @@ def _notify(on_change: Callable[[str], None], directory: str) -> None:
         log.exception("directory change callback failed for %s", directory)
 
 
+def _followed_name(pattern: str, directory: str, name: str) -> bool:
+    """Whether ``name`` in ``directory`` is the followed path (or glob) ``pattern``, or one
+    of its rotated names (``auth.log.1``, ``auth.log-20261123``)."""
+    folder, base = os.path.split(os.path.abspath(pattern))
+    if folder != directory and not (glob.has_magic(folder)
+                                    and fnmatch.fnmatchcase(directory, folder)):
+        return False
+    if glob.has_magic(base):
+        return fnmatch.fnmatchcase(name, base) or fnmatch.fnmatchcase(name, base + "[.-]*")
+    return name.startswith(base)
+
+
 class _Handler(FileSystemEventHandler):
     """Events of one watched directory: report it, and nudge re-arming on dir changes."""
 
@@ -109,17 +123,23 @@ class _Handler(FileSystemEventHandler):
         target: bool,
         on_change: Callable[[str], None],
         poke: Callable[[], None],
+        followed: Callable[[str, str], bool] = lambda directory, name: True,
     ) -> None:
         super().__init__()
         self.directory = directory
         self.target = target
         self._on_change = on_change
         self._poke = poke
+        self._followed = followed
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in _EVENT_TYPES:
             return
-        if self.target:
+        if self.target and any(
+                self._followed(self.directory, os.path.basename(os.fsdecode(path)))
+                for path in (event.src_path, getattr(event, "dest_path", "")) if path):
+            # Only the followed files (and their rotated names): /var/log also holds
+            # syslog, the journal and tailban's own database, written all the time.
             _notify(self._on_change, self.directory)
         if event.is_directory:
             # A directory appeared, vanished or moved (or this one's entries changed):
@@ -164,6 +184,7 @@ class DirectoryWatcher:
         self._recheck_interval = recheck_interval
         self._lock = threading.RLock()
         self._patterns: dict[str, None] = {}  # insertion-ordered set
+        self._names: dict[tuple[str, str], bool] = {}  # (directory, name) -> followed
         self._watched: dict[str, _Watch] = {}
         self._native: BaseObserver | None = None
         self._polling: BaseObserver | None = None
@@ -179,6 +200,7 @@ class DirectoryWatcher:
         """Watch the directory (or, for a glob, the directories) of a followed path."""
         with self._lock:
             self._patterns[path_or_glob] = None
+            self._names = {}
             if self._running:
                 self._rearm()
 
@@ -188,6 +210,7 @@ class DirectoryWatcher:
             if path_or_glob not in self._patterns:
                 return
             del self._patterns[path_or_glob]
+            self._names = {}
             if self._running:
                 self._rearm()
 
@@ -254,6 +277,19 @@ class DirectoryWatcher:
     ) -> None:
         self.stop()
 
+    def _followed(self, directory: str, name: str) -> bool:
+        """Whether an event on ``name`` in ``directory`` concerns a followed file (called on
+        watcher threads; answers are kept, the set of names in a log directory is small)."""
+        names = self._names
+        key = (directory, name)
+        known = names.get(key)
+        if known is None:
+            known = any(_followed_name(p, directory, name) for p in list(self._patterns))
+            if len(names) >= _MAX_NAMES_CACHED:
+                names.clear()
+            names[key] = known
+        return known
+
     # ------------------------------------------------------------------ arming
 
     def _arm_loop(self) -> None:
@@ -311,7 +347,7 @@ class DirectoryWatcher:
         identity = _identity(directory)
         if identity is None:
             return False  # vanished meanwhile; its parent's event re-arms
-        handler = _Handler(directory, target, self._on_change, self._poked.set)
+        handler = _Handler(directory, target, self._on_change, self._poked.set, self._followed)
         if self._native is not None:
             try:
                 watch = self._native.schedule(
