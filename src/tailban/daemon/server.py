@@ -353,14 +353,19 @@ class Daemon:
             for name in entry.jails:
                 jail = self.jails.get(name)
                 if jail is not None:
+                    ignored_before = jail.policy.counters.ignored
                     result = jail.feed(chunk, now)
                     bans.extend(result.bans)
                     if jail.policy.alerts:
                         self._report_alerts(jail)
                     if result.failures:
-                        ignored = jail.config.ignoreip
-                        seen.extend((name, f) for f in result.failures
-                                    if f.ip is not None and f.ip not in ignored)
+                        if jail.policy.counters.ignored == ignored_before:
+                            # the policy ignored none: no need to look each up again
+                            seen.extend((name, f) for f in result.failures if f.ip is not None)
+                        else:
+                            ignored = jail.config.ignoreip
+                            seen.extend((name, f) for f in result.failures
+                                        if f.ip is not None and f.ip not in ignored)
                         if names is not None and jail.config.usedns in ("yes", "warn"):
                             hosts = [f for f in result.failures if f.ip is None]
                             if hosts:
