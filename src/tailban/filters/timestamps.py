@@ -24,7 +24,7 @@ class TimestampParser:
     local time of ``tz`` (None: the process' local zone). ``now`` is passed in, never read.
     """
 
-    __slots__ = ("_tz", "_cache", "_iso", "_now", "_year", "_last")
+    __slots__ = ("_tz", "_cache", "_iso", "_now", "_year", "_stamps")
 
     def __init__(self, tz: tzinfo | None = None) -> None:
         self._tz = tz
@@ -33,17 +33,22 @@ class TimestampParser:
         self._iso: dict[str, float] = {}
         self._now = math.nan
         self._year = 0
-        self._last: tuple[str, float, float] = ("", math.nan, 0.0)  # text, now, value
+        # a syslog stamp -> (its epoch in the year of ``now``, in the year before)
+        self._stamps: dict[str, tuple[float, float]] = {}
 
     def parse(self, text: str, now: float) -> float | None:
         """Epoch seconds for a syslog, RFC 3339 or TAI64N stamp, else None."""
-        last = self._last
-        if text == last[0] and now == last[1]:
-            return last[2]  # consecutive lines of one second: the usual case in a storm
-        value = self._parse(text, now)
-        if value is not None:
-            self._last = (text, now, value)
-        return value
+        if now != self._now:
+            self._now = now
+            year = datetime.fromtimestamp(now, self._tz).year
+            if year != self._year:
+                self._cache.clear()
+                self._stamps.clear()
+                self._year = year
+        known = self._stamps.get(text)
+        if known is not None:  # a second seen before: the usual case
+            return known[0] if known[0] <= now + _DAY else known[1]
+        return self._parse(text, now)
 
     def _parse(self, text: str, now: float) -> float | None:
         if not text:
@@ -55,12 +60,6 @@ class TimestampParser:
             return self._parse_tai64n(text)
         # Cached per minute (``Nov 23 14:01``): UTC offsets change only at whole minutes.
         minute = text[:-3] if len(text) == 15 else text.partition(".")[0][:-3]
-        if now != self._now:
-            year = datetime.fromtimestamp(now, self._tz).year
-            if year != self._year:
-                self._cache.clear()
-                self._year = year
-            self._now = now
         bases = self._cache.get(minute)
         if bases is None:
             bases = self._parse_syslog(minute, self._year)
@@ -74,12 +73,15 @@ class TimestampParser:
         if rest[:1] != ":" or len(seconds) != 2 or not seconds.isdigit() or (
                 dot and not fraction.isdigit()):
             return None
-        value = bases[0] + int(seconds)
-        if value > now + _DAY:
-            value = bases[1] + int(seconds)
+        this_year = bases[0] + int(seconds)
+        last_year = bases[1] + int(seconds)
         if dot:
-            value += float("0." + fraction)
-        return value
+            this_year += float("0." + fraction)
+            last_year += float("0." + fraction)
+        if len(self._stamps) >= _CACHE_MAX:
+            self._stamps.clear()
+        self._stamps[text] = (this_year, last_year)
+        return this_year if this_year <= now + _DAY else last_year
 
     def _parse_syslog(self, minute: str, year: int) -> tuple[float, float] | None:
         """Epochs of the start of ``Mon DD HH:MM`` in ``year`` and in the year before."""
