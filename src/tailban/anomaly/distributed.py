@@ -22,7 +22,7 @@ a window, learnt online over ``asn_memory`` (a big cloud always holds a few scan
 
 Pure: no clock, file or thread; the caller passes the time of each failure and calls
 ``expire(now)`` periodically. Memory is bounded (networks, failures, cached addresses), and
-a failure costs a few dict and deque operations per layer.
+a failure costs a few dict and list operations per layer.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import unicodedata
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
+from operator import countOf, itemgetter
 from typing import Any, TypeAlias
 
 from tailban.core.addresses import normalise_ip, prefix_of
@@ -41,7 +42,7 @@ MAX_ADDRESSES = 50  # in an alert; the count is exact
 MAX_EXAMPLES = 5
 MAX_ACCOUNT = 64  # characters of an example account, after cleaning
 _KEPT_ACCOUNT = 256  # characters of an account kept for counting (bounds memory)
-_ADDRESS_CACHE = 65536  # parsed addresses kept (a scanner's tries repeat its address)
+_ADDRESS_CACHE = 4096  # parsed addresses kept (a scanner's tries repeat its address soon)
 _LEVEL_STEP = 60.0  # seconds between updates of an AS's usual level
 COMMON_SPREAD = 3  # an account tried from this many networks (or ASes) is a common one
 COMMON_MEMORY = 86400.0  # ... within this many seconds of its last try
@@ -126,77 +127,185 @@ SLOW_CONFIG = DistributedConfig(window=21600.0, min_addresses=8, min_accounts=30
                                 asn_max_per_address=60, asn_memory=86400.0)
 
 Event: TypeAlias = tuple[float, str, str | None, str, bool]  # time, address, account, network, rare
+_SMALL = 16  # failures a window holds before it keeps per-address and per-account counts
+_GONE: Event = (0.0, "", None, "", False)  # in place of a failure that left the window
 
 
 class _Window:
     """Failures of one network within the sliding window, with counts kept up to date.
 
-    ``light`` is the number of addresses with at most ``limit`` failures in the window,
-    ``named`` the failures that name an account, ``rare`` those on accounts that were
-    uncommon when tried; all are kept as failures come and go (no scan over the window).
+    ``named`` is the number of failures that name an account, ``rare`` those on accounts
+    that were uncommon when tried, and, in an AS's window (the one that counts
+    ``prefixes``), ``light`` the number of addresses with at most ``limit`` failures; all
+    are kept as failures come and go (no scan over the window). The failures are in time
+    order (the caller clamps late ones).
+
+    Compact, since a storm of scanners leaves thousands of windows of one to three
+    failures: the failures are a list read from ``_head`` on (a deque costs 760 bytes
+    however short), and the per-address and per-account counts (``ips``, ``users``) are
+    built only once the window holds more than ``_SMALL`` failures, someone asks for them,
+    or an account's oldest failure leaves while it has others (built later, the accounts'
+    order, which breaks ties between examples, would differ); until then an address's
+    count is found by scanning those few failures.
     """
 
-    __slots__ = ("events", "ips", "users", "prefixes", "light", "limit", "named", "rare")
+    __slots__ = ("_events", "_head", "_ips", "_users", "prefixes", "light", "limit", "named",
+                 "rare")
 
     def __init__(self, limit: int, by_prefix: bool) -> None:
-        self.events: deque[Event] = deque()
-        self.ips: dict[str, int] = {}
-        self.users: dict[str, int] = {}
+        self._events: list[Event] = []
+        self._head = 0  # failures before it have left the window
+        self._ips: dict[str, int] | None = None  # None: not built (small window)
+        self._users: dict[str, int] | None = None
         self.prefixes: dict[str, int] | None = {} if by_prefix else None
         self.light = 0
         self.limit = limit
         self.named = 0
         self.rare = 0
 
+    def __len__(self) -> int:
+        """Failures in the window."""
+        return len(self._events) - self._head
+
+    @property
+    def events(self) -> list[Event]:
+        """The failures in the window, oldest first (a copy)."""
+        return self._events[self._head:]
+
+    @property
+    def first(self) -> float:
+        return self._events[self._head][0] if len(self._events) > self._head else math.inf
+
+    @property
+    def last(self) -> float:
+        return self._events[-1][0] if len(self._events) > self._head else -math.inf
+
+    @property
+    def ips(self) -> dict[str, int]:
+        """Address -> its failures in the window."""
+        if self._ips is None:
+            self._build()
+            assert self._ips is not None
+        return self._ips
+
+    @property
+    def users(self) -> dict[str, int]:
+        """Account -> its failures in the window."""
+        if self._users is None:
+            self._build()
+            assert self._users is not None
+        return self._users
+
+    def _build(self) -> None:
+        ips: dict[str, int] = {}
+        users: dict[str, int] = {}
+        for i in range(self._head, len(self._events)):
+            _, ip, user, _, _ = self._events[i]
+            ips[ip] = ips.get(ip, 0) + 1
+            if user is not None:
+                users[user] = users.get(user, 0) + 1
+        self._ips, self._users = ips, users
+
     def add(self, when: float, ip: str, user: str | None, prefix: str, rare: bool) -> None:
-        self.events.append((when, ip, user, prefix, rare))
+        self.push((when, ip, user, prefix, rare))
+
+    def push(self, event: Event) -> None:
+        """Add one failure, ``(when, address, account, network, rare)``."""
+        _, ip, user, prefix, rare = event
+        events = self._events
+        events.append(event)
         if rare:
             self.rare += 1
-        ips = self.ips
-        n = ips.get(ip, 0) + 1
-        ips[ip] = n
-        if n == 1:
-            self.light += 1
-        elif n == self.limit + 1:
-            self.light -= 1
         if user is not None:
             self.named += 1
-            users = self.users
-            users[user] = users.get(user, 0) + 1
+        ips = self._ips
+        if ips is None:
+            if len(events) - self._head > _SMALL:
+                self._build()  # counts this failure (address and account) too
+                ips = self._ips
+        else:
+            ips[ip] = ips.get(ip, 0) + 1
+            if user is not None:
+                users = self._users
+                assert users is not None
+                users[user] = users.get(user, 0) + 1
         prefixes = self.prefixes
         if prefixes is not None:
             prefixes[prefix] = prefixes.get(prefix, 0) + 1
+            n = ips[ip] if ips is not None else countOf(map(_IP, events[self._head:]), ip)
+            if n == 1:
+                self.light += 1
+            elif n == self.limit + 1:
+                self.light -= 1
 
     def pop(self) -> None:
-        _, ip, user, prefix, rare = self.events.popleft()
+        events = self._events
+        head = self._head
+        _, ip, user, prefix, rare = events[head]
+        ips = self._ips
+        if ips is None and user is not None and user in map(_USER, events[head + 1:]):
+            # The account stays in the window: count now, while the failures still say when
+            # it came (ties between example accounts go to the one that came first).
+            self._build()
+            ips = self._ips
+        head += 1
+        if head == len(events):
+            events.clear()
+            head = 0
+        elif head >= _SMALL and 2 * head >= len(events):
+            del events[:head]
+            head = 0
+        else:
+            events[head - 1] = _GONE  # let the failure go now
+        self._head = head
         if rare:
             self.rare -= 1
-        ips = self.ips
-        n = ips[ip] - 1
-        if n:
-            ips[ip] = n
-            if n == self.limit:
-                self.light += 1
-        else:
-            del ips[ip]
-            self.light -= 1
         if user is not None:
             self.named -= 1
-            _decrement(self.users, user)
-        if self.prefixes is not None:
-            _decrement(self.prefixes, prefix)
+        n = 0
+        if ips is not None:
+            n = ips[ip] - 1
+            if n:
+                ips[ip] = n
+            else:
+                del ips[ip]
+            if user is not None:
+                assert self._users is not None
+                _decrement(self._users, user)
+        prefixes = self.prefixes
+        if prefixes is not None:
+            _decrement(prefixes, prefix)
+            if ips is None:
+                n = countOf(map(_IP, events[head:]), ip)
+            if not n:
+                self.light -= 1
+            elif n == self.limit:
+                self.light += 1
 
     def expire(self, cutoff: float) -> int:
+        """Drop the failures older than ``cutoff``; how many."""
+        events = self._events  # pop() changes it in place
+        head = self._head
+        if len(events) == head or events[head][0] >= cutoff:
+            return 0
+        if events[-1][0] < cutoff:  # all of them: as if each was popped
+            dropped = len(events) - head
+            events.clear()
+            self._head = 0
+            self._ips = self._users = None
+            if self.prefixes is not None:
+                self.prefixes = {}
+            self.light = self.named = self.rare = 0
+            return dropped
         dropped = 0
-        events = self.events
-        while events and events[0][0] < cutoff:
+        while len(events) > self._head and events[self._head][0] < cutoff:
             self.pop()
             dropped += 1
         return dropped
 
-    @property
-    def last(self) -> float:
-        return self.events[-1][0] if self.events else -math.inf
+
+_IP = itemgetter(1)  # of an event
+_USER = itemgetter(2)
 
 
 def _decrement(counter: dict[str, int], key: str) -> None:
@@ -227,6 +336,8 @@ class _Networks:
             pass
         addr = normalise_ip(ip)
         found: tuple[str, str] | None = None
+        if addr == ip:
+            addr = ip  # one string kept, not two equal ones
         if addr is not None:
             prefix = prefix_of(addr, self.ipv4_prefix, self.ipv6_prefix)
             if prefix == addr:  # a full-length prefix is an address: keep it a CIDR
@@ -332,6 +443,9 @@ class DistributedDetector:
         self._events = 0
         self._swept = -math.inf  # time of the last full expiry sweep
         self._accounts = _Accounts()
+        # the last failure counted, shared with the other windows (and layers) that count
+        # the same: one tuple, not one per window
+        self._last: list[Event] = [_GONE]
 
     @property
     def config(self) -> DistributedConfig:
@@ -398,15 +512,18 @@ class DistributedDetector:
             win = self._windows[key] = _Window(cfg.asn_max_per_address, asn is not None)
         else:
             self._windows.move_to_end(key)
-            events = win.events
-            if events:
-                if events[0][0] < time - cfg.window:
+            events = win._events
+            if len(events) > win._head:
+                if events[win._head][0] < time - cfg.window:
                     self._events -= win.expire(time - cfg.window)
-                    events = win.events
                 # Out-of-order times are clamped so each window stays sorted.
-                if events and events[-1][0] > when:
+                if len(events) > win._head and events[-1][0] > when:
                     when = events[-1][0]
-        win.add(when, addr, account, prefix, rare)
+        event = self._last[0]
+        if not (event[1] is addr and event[0] == when and event[2] is account
+                and event[3] is prefix and event[4] is rare):
+            event = self._last[0] = (when, addr, account, prefix, rare)
+        win.push(event)
         self._events += 1
         if asn is not None:
             level = self._asn_level.get(key)
@@ -414,7 +531,8 @@ class DistributedDetector:
                 self._learn_level(key, win, when)
         # The cheap gates first: most failures complete nothing. Mostly accounts that every
         # scanner tries: not a campaign of its own.
-        if len(win.events) < cfg.min_failures or len(win.ips) < cfg.min_addresses \
+        if len(win._events) - win._head < cfg.min_failures \
+                or len(win.ips) < cfg.min_addresses \
                 or len(win.users) < cfg.min_accounts or win.rare < cfg.min_rare_share * win.named:
             return None
         return self._check(key, win, asn)
@@ -432,8 +550,10 @@ class DistributedDetector:
         cutoff = now - cfg.window
         for key in list(self._windows):
             win = self._windows[key]
-            self._events -= win.expire(cutoff)
-            if not win.events:
+            events = win._events
+            if len(events) > win._head and events[win._head][0] < cutoff:
+                self._events -= win.expire(cutoff)
+            if len(events) == win._head:
                 del self._windows[key]
         for key in [k for k, (when, _, _) in self._alerted.items() if when <= cutoff]:
             del self._alerted[key]
@@ -466,7 +586,7 @@ class DistributedDetector:
 
     def _check(self, key: str, win: _Window, asn: int | None) -> NetAlert | None:
         cfg = self._config
-        failures, n_addr = len(win.events), len(win.ips)
+        failures, n_addr = len(win), len(win.ips)
         if asn is not None:
             if win.prefixes is None or len(win.prefixes) < 2:
                 return None  # one network of the AS: its CIDR alert says it better
@@ -479,7 +599,7 @@ class DistributedDetector:
             if win.light < max(cfg.asn_min_addresses, cfg.min_addresses,
                                cfg.asn_surge * usual):
                 return None
-        now = win.events[-1][0]
+        now = win.last
         prev = self._alerted.get(key)
         if prev is not None:
             when, prev_failures, prev_addr = prev
@@ -494,12 +614,12 @@ class DistributedDetector:
         return self._alert(key, win, asn)
 
     def _alert(self, key: str, win: _Window, asn: int | None) -> NetAlert:
-        first, last = win.events[0][0], win.events[-1][0]
+        first, last = win.first, win.last
         busiest = sorted(win.ips.items(), key=lambda kv: (-kv[1], _address_sort_key(kv[0])))
         addresses = tuple(ip for ip, _ in busiest[:MAX_ADDRESSES])
         common = sorted(win.users.items(), key=lambda kv: -kv[1])[:MAX_EXAMPLES]
         examples = tuple(clean_account(u) for u, _ in common)
-        n_addr, n_users, failures = len(win.ips), len(win.users), len(win.events)
+        n_addr, n_users, failures = len(win.ips), len(win.users), len(win)
         span = _span(last - first)
         if asn is None or win.prefixes is None:
             where = f"of {key}"
@@ -519,13 +639,13 @@ class DistributedDetector:
         while len(self._windows) > cfg.max_networks or self._events > cfg.max_events:
             key, win = next(iter(self._windows.items()))
             if len(self._windows) > protect:
-                self._events -= len(win.events)
+                self._events -= len(win)
                 del self._windows[key]
                 continue
             # Only the networks of this failure are left: drop their oldest failures instead.
             win.pop()
             self._events -= 1
-            if not win.events:
+            if not len(win):
                 del self._windows[key]
 
     # -- persistence ---------------------------------------------------------------------
@@ -555,7 +675,7 @@ class DistributedDetector:
             for when, ip, user, prefix, *rare in events:  # states before 0.x had no flag
                 win.add(float(when), str(ip), None if user is None else str(user), str(prefix),
                         bool(rare[0]) if rare else False)
-            det._events += len(win.events)
+            det._events += len(win)
         det._alerted = {str(key): (float(when), int(fails), int(addrs))
                         for key, (when, fails, addrs) in data["alerted"].items()}
         for key, (level, when) in data.get("asn_level", {}).items():
@@ -583,6 +703,7 @@ class LayeredDetector:
                  slow: DistributedDetector | None = None) -> None:
         self.fast = fast if fast is not None else DistributedDetector()
         self.slow = slow if slow is not None else DistributedDetector(config=SLOW_CONFIG)
+        self.slow._last = self.fast._last  # the layers count the same failures
 
     def __len__(self) -> int:
         return len(self.fast) + len(self.slow)

@@ -37,6 +37,7 @@ log = logging.getLogger("tailban.anomaly")
 MAX_PENDING = 10_000
 BUSY_WAIT = 3.0  # longest the detectors defer to a firewall transaction in flight
 SERVICES = {"sshd": "ssh", "dropbear": "ssh", "dovecot": "imap", "postfix": "smtp"}
+SlimFailure = tuple[str, str, float, str | None, int]  # jail, ip, time, user, count
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,11 @@ class AnomalyWorker:
     def submit(self, failures: Sequence[tuple[str, Failure]],
                logins: Sequence[tuple[str, Success]]) -> None:
         if failures or logins:
-            self._put(("events", (failures, logins)))
+            # Only what the detectors read: in a storm the failures wait here for the bans,
+            # and their log lines would be held (and the memory fragmented) until then.
+            slim = [(jail, f.ip, f.time, f.user, f.count) for jail, f in failures
+                    if f.ip is not None]
+            self._put(("events", (slim, logins)))
 
     def tick(self, now: float) -> None:
         self._put(("tick", now))
@@ -217,21 +222,19 @@ class AnomalyWorker:
                                     ip=success.ip))
         return alerts
 
-    def _failures(self, failures: Sequence[tuple[str, Failure]]) -> list[Alert]:
+    def _failures(self, failures: Sequence[SlimFailure]) -> list[Alert]:
         alerts: list[Alert] = []
         per_minute: dict[tuple[str, int], tuple[int, set[str]]] = {}
-        for jail, failure in failures:
-            if failure.ip is None:
-                continue
-            self.seen_failures += failure.count
-            minute = int(failure.time // 60)
+        for jail, ip, when, user, weight in failures:
+            self.seen_failures += weight
+            minute = int(when // 60)
             count, sources = per_minute.get((jail, minute), (0, set()))
-            sources.add(failure.ip)
-            per_minute[(jail, minute)] = (count + failure.count, sources)
+            sources.add(ip)
+            per_minute[(jail, minute)] = (count + weight, sources)
             asn = None
             if self.enricher is not None and self.enricher.geoip is not None:
-                asn = self.enricher.geoip.lookup(failure.ip).asn
-            for net in self.network.observe(failure.time, failure.ip, failure.user, asn):
+                asn = self.enricher.geoip.lookup(ip).asn
+            for net in self.network.observe(when, ip, user, asn):
                 alerts.append(self._net_alert(jail, net))
         for (jail, minute), (count, sources) in sorted(per_minute.items()):
             detector = self.waves.get(jail)

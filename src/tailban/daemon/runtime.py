@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import logging.handlers
 import os
 import sys
 
-from tailban.config.model import Config
-from tailban.daemon.server import Daemon
-from tailban.firewall.base import FirewallError
+from tailban.daemon.memory import import_asyncio_without_ssl, release_free_memory
+
+import_asyncio_without_ssl()  # first: OpenSSL's memory is not needed (see there)
+
+import asyncio  # noqa: E402
+
+from tailban.config.model import Config  # noqa: E402
+from tailban.daemon.server import Daemon  # noqa: E402
+from tailban.firewall.base import FirewallError  # noqa: E402
 
 EX_CONFIG = 78  # sysexits: systemd's RestartPreventExitStatus keeps it from looping
+# Seconds after the start when the start-up's garbage goes back to the system: reading the
+# configuration, restoring bans and, without bytecode files (PYTHONDONTWRITEBYTECODE, an
+# editable install), compiling every module leave some MiB free but mapped.
+STARTUP_TRIMS = (2.0, 30.0)
 
 
 def setup_logging(target: str, level: str) -> None:
@@ -28,11 +36,15 @@ def setup_logging(target: str, level: str) -> None:
         else:
             fmt = "%(asctime)s tailban[%(process)d]: %(levelname)s %(name)s: %(message)s"
     elif target in ("syslog", "SYSLOG"):
-        handler = logging.handlers.SysLogHandler(
-            address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        from logging import handlers  # here: it brings pickle and queue, of no use to stderr
+
+        handler = handlers.SysLogHandler(
+            address="/dev/log", facility=handlers.SysLogHandler.LOG_DAEMON)
         fmt = "tailban[%(process)d]: %(levelname)s %(name)s: %(message)s"
     else:
-        handler = logging.handlers.WatchedFileHandler(target, encoding="utf-8")
+        from logging import handlers
+
+        handler = handlers.WatchedFileHandler(target, encoding="utf-8")
         fmt = "%(asctime)s tailban[%(process)d]: %(levelname)s %(name)s: %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
     root.addHandler(handler)
@@ -46,7 +58,7 @@ def run_foreground(config: Config, *, from_start: bool = False) -> int:
     """``tailban run``: the daemon in this process until SIGTERM/SIGINT or ``stop``."""
     daemon = Daemon(config, from_start=from_start)
     try:
-        asyncio.run(daemon.run())
+        asyncio.run(_run(daemon))
     except RuntimeError as exc:  # e.g. another daemon on the socket
         logging.getLogger("tailban").error("%s", exc)
         return 1
@@ -54,6 +66,13 @@ def run_foreground(config: Config, *, from_start: bool = False) -> int:
         logging.getLogger("tailban").error("cannot set up the firewall, not started: %s", exc)
         return 1
     return 0
+
+
+async def _run(daemon: Daemon) -> None:
+    loop = asyncio.get_running_loop()
+    for delay in STARTUP_TRIMS:
+        loop.call_later(delay, release_free_memory)
+    await daemon.run()
 
 
 def daemonise(config: Config, *, from_start: bool = False) -> None:
