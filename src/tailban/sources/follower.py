@@ -11,12 +11,16 @@ across a daemon restart, as long as the daemon persists :attr:`FileFollower.posi
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import time
 from dataclasses import dataclass
 from types import TracebackType
+
+try:  # CPython's own SHA-1: hashlib would map OpenSSL's libcrypto (~3.7 MiB of RSS)
+    from _sha1 import sha1 as _sha1  # type: ignore[import-not-found]
+except ImportError:  # another Python: hashlib's
+    from hashlib import sha1 as _sha1
 
 __all__ = ["FINGERPRINT_BYTES", "FileFollower", "Position"]
 
@@ -94,7 +98,8 @@ def _fingerprint(fd: int) -> str:
         head = head[: nl + 1]
     elif len(head) < FINGERPRINT_BYTES:
         return ""
-    return hashlib.sha1(head, usedforsecurity=False).hexdigest()
+    digest: str = _sha1(head).hexdigest()  # identifies the file's first bytes, not security
+    return digest
 
 
 class FileFollower:
