@@ -95,6 +95,9 @@ class Daemon:
         self._past_bans: dict[str, PastBans] = {}  # per jail, "*" for overalljails
         self._since_trim = 0  # bytes of log processed since memory was last given back
         self._trim_scheduled = False
+        # history, positions and worker hand-offs of rounds whose bans await a transaction
+        self._later: list[tuple[list[Position], list[tuple[str, Failure]],
+                                list[tuple[str, Success]], list[Ban]]] = []
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -163,6 +166,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload_signal()))
         for entry in list(self.logs.files.values()):
             self._drain(entry)
+        self._write_later()
         self._save_positions()
         self.schedule_expiry()
         maintenance = loop.create_task(self._maintenance(), name="maintenance")
@@ -197,6 +201,7 @@ class Daemon:
         self.logs.stop_journals()  # what journalctl had read is still processed below
         for entry in list(self.logs.files.values()):
             self._drain(entry)
+        self._write_later()
         self._save_positions()
         await self.firewall.drain(5.0)
         await self.firewall.stop()
@@ -426,15 +431,31 @@ class Daemon:
             # (a storm's 30,000 failures) are written
             self.record(bans)
             self.firewall.submit(bans)
-        self.record(positions=positions, failures=seen, successes=logins)
-        if self.anomaly is not None:
-            self.anomaly.worker.submit(seen, logins)
-        if bans:
             if enrichment is not None:
                 enrichment.on_bans(bans, failures)
+            self.schedule_expiry(min((b.expires_at for b in bans if b.expires_at), default=None))
+        self._later.append((positions, seen, logins, bans))
+        if bans and self.firewall.pending:
+            # A large batch waits for the firewall task: let it start the transaction (on
+            # its thread) before the history is written, not after.
+            if len(self._later) == 1:
+                self._loop.call_soon(self._write_later)
+        else:
+            self._write_later()
+
+    def _write_later(self) -> None:
+        """History, positions, the anomaly worker's share and the ban log lines."""
+        later, self._later = self._later, []
+        if not later:
+            return
+        self.record(positions=[p for item in later for p in item[0]],
+                    failures=[f for item in later for f in item[1]],
+                    successes=[x for item in later for x in item[2]])
+        for _, seen, logins, bans in later:
+            if self.anomaly is not None:
+                self.anomaly.worker.submit(seen, logins)
             for ban in bans:
                 log.info("Ban %s in %s (%d failures)", ban.ip, ban.jail, ban.failures)
-            self.schedule_expiry(min((b.expires_at for b in bans if b.expires_at), default=None))
 
     def record(self, bans: Sequence[Ban] = (), unbans: Sequence[Unban] = (),
                positions: Sequence[Position] = (),

@@ -196,9 +196,6 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        # 1 MiB of page cache, not SQLite's 2 MiB: a storm's bans and failures filled it
-        # (the daemon's RSS), and with the OS caching the file the writes cost the same.
-        self._db.execute("PRAGMA cache_size=-1024")
         db = self._db
 
         def execute(sql: str, params: Sequence[object]) -> None:
