@@ -112,7 +112,8 @@ def markdown(result: dict[str, object]) -> str:
             higher_better = key.endswith("per_s")
             ratio = (ours / value[0] if higher_better else value[0] / ours) if ours else 0.0
             cells += [f"{value[0]:,.1f} ({value[1]})", f"{ratio:,.1f}" if ours else "inf"]
-        lines.append(f"| {key} | {fig[key]:,.1f} | {target:,} | {' | '.join(cells)} |")
+        ours_text = f"{fig[key]:,.2f}" if abs(fig[key]) < 10 else f"{fig[key]:,.1f}"
+        lines.append(f"| {key} | {ours_text} | {target:,} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
