@@ -1,8 +1,9 @@
 """Hands batches to the firewall backend, one transaction at a time, never dropping one.
 
 A small change made while no transaction is in flight is applied at once, on the caller's
-(the event loop's) thread: handing it to a worker thread costs milliseconds of waiting for
-the GIL, more than the change itself. Larger ones go to a worker thread, so the loop keeps
+(the event loop's) thread, when the backend works in-process (libnftables: no program that
+could hang the loop): handing it to a worker thread costs milliseconds of waiting for the
+GIL, more than the change itself. Larger ones go to a worker thread, so the loop keeps
 answering during a storm; while a transaction is in flight new bans accumulate in the
 pending batch and go in the next one. A failing transaction is merged back and retried
 with exponential backoff; the error is logged once per failure burst and shown in
@@ -61,7 +62,8 @@ class FirewallWorker:
             self.pending.ban(ban)
         self._requested += 1
         if (not self._in_flight and self.last_error is None and not self._stopping
-                and self._task is not None and 0 < len(self.pending) <= INLINE_MAX):
+                and self._task is not None and 0 < len(self.pending) <= INLINE_MAX
+                and getattr(self.backend, "in_process", False)):
             self._apply_now()
         self._wake.set()  # the task marks it applied, or retries it
         return self._requested

@@ -40,6 +40,8 @@ class NftablesBackend:
     def __init__(self, table: str = "tailban", runner: NftRunner | None = None) -> None:
         self.table = table
         self.runner = runner or default_runner()
+        # a change is a netlink exchange in this process, never a program that may hang
+        self.in_process = self.runner.kind == "libnftables"
         self._jails: dict[str, JailFirewall] = {}
 
     # -- the contract -------------------------------------------------------------------

@@ -111,6 +111,13 @@ class CompositeBackend:
         self.name = default
         self.configure(kinds)
 
+    @property
+    def in_process(self) -> bool:
+        """Every backend in use changes the kernel without running a program (the
+        firewall worker may then apply small changes on the event loop's thread)."""
+        return bool(self.backends) and all(getattr(b, "in_process", False)
+                                           for b in self.backends.values())
+
     def _rename(self) -> None:
         """``name`` lists the kinds in use, e.g. ``nftables+route`` (shown by status)."""
         self.name = "+".join(sorted(set(self._kind_of.values())) or [self.default])
