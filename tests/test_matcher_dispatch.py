@@ -91,3 +91,16 @@ def test_two_separators_still_get_the_two_way_check() -> None:
     single = _line("sshd", 9, "Failed password for x from 192.0.2.7 port 22 ssh2")
     [failure] = ChunkMatcher(spec).scan((single + "\n").encode(), NOW)
     assert failure.ip == "192.0.2.7"
+
+
+def test_literals_in_any_order_or_number_share_one_plan() -> None:
+    # attacker text can repeat literals at will: the cache keeps one plan per set of them
+    matcher = ChunkMatcher(resolve_filter("sshd"))
+    users = ["Failed x nvalid user y", "nvalid user y Failed x Failed z",
+             "Failed nvalid user Failed nvalid user Failed "]
+    chunk = "".join(_line("sshd", 5 + i, f"Connection closed by authenticating user {u} "
+                          "192.0.2.7 port 22 [preauth]") + "\n"
+                    for i, u in enumerate(users)).encode()
+    matcher.scan(chunk, NOW)
+    several = [key for key in matcher._plans if not isinstance(key, bytes)]
+    assert several == [frozenset({b"Connection closed by ", b"Failed ", b"nvalid user "})]

@@ -138,7 +138,7 @@ class ChunkMatcher:
         self._overlaps = _overlaps([lit.decode("utf-8", "surrogateescape")
                                     for lit in ordered])
         # the rules worth trying for the literals found in a message
-        self._plans: dict[bytes | tuple[bytes, ...], _Plan] = {}
+        self._plans: dict[bytes | frozenset[bytes], _Plan] = {}
         self._times = TimestampParser(tz)
         self._connections: dict[str, _Conn] = {}
         # connection id -> (address, failures counted) of connections that ended
@@ -178,7 +178,7 @@ class ChunkMatcher:
             if end < 0:
                 end = size
             # Every literal of the line, leftmost first: which rules to try (see _plan).
-            found: bytes | tuple[bytes, ...] = hit.group()
+            found: bytes | frozenset[bytes] = hit.group()
             more = search(chunk, last, end)
             if more is not None:
                 several = [hit.group()]
@@ -186,7 +186,9 @@ class ChunkMatcher:
                     several.append(more.group())
                     last = more.end()
                     more = search(chunk, last, end)
-                found = tuple(several)
+                # a set: the plan depends on which literals, and a line crafted with many
+                # of them in any order or number must not fill the cache with variants
+                found = frozenset(several)
             if numbers is None:
                 line(chunk[start:end], start, end, now, events, found, at - start, last - start)
             else:
@@ -211,7 +213,7 @@ class ChunkMatcher:
         return events
 
     def _match_line(self, raw: bytes, start: int, end: int, now: float,
-                    events: list[Event], seen: bytes | tuple[bytes, ...] = b"",
+                    events: list[Event], seen: bytes | frozenset[bytes] = b"",
                     first: int = 0, last: int = 0) -> None:
         """``seen``: the literals the chunk search saw in ``raw`` between ``first`` and
         ``last`` (empty: unknown)."""
@@ -278,13 +280,13 @@ class ChunkMatcher:
                         events)
             return
 
-    def _plan(self, found: bytes | tuple[bytes, ...]) -> _Plan:
+    def _plan(self, found: bytes | frozenset[bytes]) -> _Plan:
         """The rules to try, in order, for a message in which the leftmost-first search saw
         the literals ``found``: a rule whose literal was seen (or lies inside one seen) is
         tried; one whose literal can start inside a seen one may hide under it and is
         checked; any other literal would have been seen, so its rule is skipped."""
         names = {lit.decode("utf-8", "surrogateescape")
-                 for lit in (found if isinstance(found, tuple) else (found,))}
+                 for lit in (found if isinstance(found, frozenset) else (found,))}
         steps: list[tuple[_Compiled, tuple[str, ...]]] = []
         for compiled in self._rules:
             checks: list[str] = []
