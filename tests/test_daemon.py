@@ -44,6 +44,11 @@ def test_ban_unreadable_log_and_recovery(netns: Namespaces,
     with log.open("a") as f:
         f.write(failures("203.0.113.9", 3))
     assert wait_for(lambda: "203.0.113.9" in banned(daemon), 5)
+    # The ban's log line is read from the store (the ledger keeps none in memory).
+    row, = json.loads(daemon.cli("banned", "--json").stdout)
+    assert "Failed password for root from 203.0.113.9 port 40002" in row["line"]
+    shown = json.loads(daemon.cli("show", "203.0.113.9", "--json").stdout)
+    assert shown["banned"][0]["line"] == row["line"]
     other.write_text(failures("203.0.113.10", 3))
     assert wait_for(lambda: "203.0.113.10" in banned(daemon), 8)
     # An unreadable log (root reads any file mode, so: a directory in its place) is

@@ -44,7 +44,8 @@ def test_a_version_1_store_is_migrated_and_keeps_its_data(tmp_path: Path) -> Non
     store = SqliteStore(str(path))
     try:
         assert store.get_meta("schema_version") == str(LOCAL_STEPS[-1].version)
-        assert store.load_bans() == [Ban("sshd", "203.0.113.5", 1000.0, None, 3, "line", "log")]
+        assert store.load_bans() == [Ban("sshd", "203.0.113.5", 1000.0, None, 3, "", "log")]
+        assert store.ban_lines() == {("sshd", "203.0.113.5"): "line"}
         assert store.load_positions()["/var/log/auth.log"].offset == 300
         assert store.past_bans("sshd", "203.0.113.5") == 1
         assert store.past_bans(None, "203.0.113.5") == 1

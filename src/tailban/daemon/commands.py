@@ -106,10 +106,12 @@ class ControlCommands:
         rows: list[dict[str, Any]] = [
             {"jail": b.jail, "ip": b.ip, "banned_at": b.banned_at, "expires_at": b.expires_at,
              "remaining": b.remaining(now), "failures": b.failures, "source": b.source,
-             "line": b.line}
-            for b in self.daemon.ledger if only is None or b.jail == only]
+             "line": ""}
+            for b in (self.daemon.ledger if only is None else self.daemon.ledger.in_jail(only))]
+        lines = self.daemon.store.ban_lines(only)
         known = self.daemon.store.enrichment_of(sorted({r["ip"] for r in rows}))
         for row in rows:
+            row["line"] = lines.get((row["jail"], row["ip"]), "")
             data = known.get(row["ip"])
             facts = Enrichment.from_json(data) if data else None
             row.update({
@@ -160,9 +162,12 @@ class ControlCommands:
         ip = self._ip_arg(args)
         daemon = self.daemon
         now = daemon.clock()
+        lines = daemon.store.ban_lines(ip=ip)
         bans = [{"jail": b.jail, "banned_at": b.banned_at, "expires_at": b.expires_at,
-                 "failures": b.failures, "source": b.source, "line": b.line}
-                for b in daemon.ledger if b.ip == ip]
+                 "failures": b.failures, "source": b.source,
+                 "line": lines.get((b.jail, ip), "")}
+                for b in (daemon.ledger.get(name, ip) for name in daemon.ledger.jails_of(ip))
+                if b is not None]
         history = daemon.store.history_of(ip)
         failing = {name: jail.policy.window.count(ip) for name, jail in daemon.jails.items()
                    if jail.policy.window.count(ip)}

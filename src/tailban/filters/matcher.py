@@ -39,7 +39,12 @@ _LAST_REPEATED = re.compile(
     _TIME + r"\s+(?:\S+\s+)??(?:[\w./-]+(?:\[\d+\])?:\s+)?last message repeated (\d+) times?$")
 _LAST_REPEATED_LITERAL = b"last message repeated"
 
-_MAX_CONNECTIONS = 20000
+# Connections (``sshd[pid]``) whose state is kept. sshd's MaxStartups lets 100 unauthenticated
+# connections wait by default and fail2ban keeps 100 multi-line ids; a storm of connections
+# that never log their end (10,000 in the burst benchmark) costs ~300 B each above this.
+_MAX_CONNECTIONS = 4096
+_MAX_NAMES = 1024  # user names kept as one string each ("root" of 10,000 connections)
+_MAX_NAME_KEPT = 32
 _MAX_USERS = 16
 _MAX_LINE_KEPT = 1000
 _MAX_COUNT = 1000
@@ -100,7 +105,7 @@ class _Conn:
 
     def __init__(self) -> None:
         self.host: str | None = None
-        self.users: list[str] = []
+        self.users: tuple[str, ...] = ()
         self.lines = 0
         self.waiting: str | None = None  # rule name of a failure still lacking an address
         self.waiting_user: str | None = None
@@ -144,6 +149,7 @@ class ChunkMatcher:
         # connection id -> (address, failures counted) of connections that ended
         self._closed: dict[str, tuple[str, int]] = {}
         self._hosts = HostAddresses()
+        self._names: dict[str, str] = {}
         # The last failure, when it came from the line just before position
         # ``_last_end + 1`` of the current chunk (-1: the previous chunk's last line).
         self._last: Failure | None = None
@@ -320,6 +326,8 @@ class ChunkMatcher:
         user: str | None = found.group("user") if compiled.has_user else None
         if user is None and compiled.has_alt:
             user = found.group("alt_user") or None
+        if user:
+            user = self._names.get(user) or self._name(user)
         count = repeat
         if compiled.has_count and kind != "summary" and self._summaries:
             given = found.group("count")
@@ -350,12 +358,12 @@ class ChunkMatcher:
             state = connections[conn] = _Conn()
             if len(connections) > _MAX_CONNECTIONS:
                 del connections[next(iter(connections))]
-        if host:
-            state.host = host
+        if host and host != state.host:
+            state.host = host  # (an equal address keeps the first string: one per connection)
         if kind == "host":
             return
         if user and user not in state.users and len(state.users) < _MAX_USERS:
-            state.users.append(user)
+            state.users = (*state.users, user)
         state.lines += 1
 
         if kind == "fail":
@@ -390,6 +398,12 @@ class ChunkMatcher:
                 self._fail_conn(state, state.waiting, state.waiting_user or user,
                                 state.waiting_count, stamp, text, now, end, events)
             self._end(conn, state)
+
+    def _name(self, user: str) -> str:
+        """A user name first seen: kept, while there is room, to be shared by later lines."""
+        if len(self._names) < _MAX_NAMES and len(user) <= _MAX_NAME_KEPT:
+            self._names[user] = user
+        return user
 
     def _end(self, conn: str, state: _Conn) -> None:
         """Forget a connection; what it counted stays a while for a summary line after it."""
@@ -432,7 +446,7 @@ class ChunkMatcher:
         if user is None and state.users:
             user = state.users[-1]
         self._fail(rule, state.host, user, count, stamp, text, now, end, events,
-                   state.lines, tuple(state.users))
+                   state.lines, state.users)
         state.counted += count
         state.lines = 0
         state.waiting = None

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO
 
-from tailban.sources.follower import Position
+from tailban.sources.follower import CHUNK_BYTES, Position
 
 __all__ = ["JOURNALCTL", "SYSTEM_JOURNALS", "ExportParser", "JournalSource", "entry_line",
            "find_journal", "journal_key", "same_entry"]
@@ -51,8 +51,8 @@ SYSTEM_JOURNALS = ("/var/log/journal", "/run/log/journal")
 _FIELDS = "MESSAGE,_HOSTNAME,SYSLOG_IDENTIFIER,_COMM,SYSLOG_PID,_PID"
 #: Bytes read from the pipe at once.
 _READ_SIZE = 1 << 20
-#: Chunks handed out by ``read()`` are joined up to this size.
-_CHUNK = 1 << 20
+#: Chunks handed out by ``read()`` are joined up to this size (as the file follower's).
+_CHUNK = CHUNK_BYTES
 # journalctl dies at once (bad argument, missing file): wait this long, doubling, before
 # the next attempt; a run longer than _STABLE resets the wait.
 _RETRY_FIRST = 1.0

@@ -216,13 +216,24 @@ class SqliteStore:
     # -- bans ---------------------------------------------------------------------------
 
     def load_bans(self) -> list[Ban]:
+        """The active bans, without their log lines (the ledger keeps none: ban_lines)."""
         rows = self._db.execute(
-            "SELECT jail, ip, banned_at, expires_at, failures, line, source FROM bans")
+            "SELECT jail, ip, banned_at, expires_at, failures, '', source FROM bans")
         # one string object per jail name and source, not one per row
         names: dict[str, str] = {}
         return [Ban(names.setdefault(jail, jail), ip, banned_at, expires_at, failures, line,
                     names.setdefault(source, source))
                 for jail, ip, banned_at, expires_at, failures, line, source in rows]
+
+    def ban_lines(self, jail: str | None = None, ip: str | None = None
+                  ) -> dict[tuple[str, str], str]:
+        """The log line of each active ban, by (jail, ip): the ledger does not keep them."""
+        sql = "SELECT jail, ip, line FROM bans"
+        where = [(c, v) for c, v in (("jail", jail), ("ip", ip)) if v is not None]
+        if where:
+            sql += " WHERE " + " AND ".join(f"{c} = ?" for c, _ in where)
+        rows = self._db.execute(sql, [v for _, v in where])
+        return {(name, addr): line for name, addr, line in rows}
 
     def record(self, bans: Iterable[Ban] = (), unbans: Iterable[Unban] = (),
                positions: Iterable[Position] = (),
