@@ -126,3 +126,30 @@ def test_a_version_7_store_gets_its_report_tables_filled(tmp_path: Path) -> None
         assert reports[0] == reports[1]
         assert reports[0]["overall"]["addresses_total"] > 30
         assert reports[0]["overall"]["dnsbl"]["checked"] > 0
+
+
+def test_shrink_memory_gives_back_the_page_cache(tmp_path: Path) -> None:
+    """After a storm the daemon asks the store to free its page cache; the store goes on."""
+    import ctypes
+    import ctypes.util
+
+    from conftest import require
+
+    name = ctypes.util.find_library("sqlite3")
+    require(name is not None, "libsqlite3 is not a shared library here")
+    lib = ctypes.CDLL(name)
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    store = SqliteStore(str(tmp_path / "s.sqlite3"))
+    try:
+        failures = [("sshd", Failure(f"10.0.{n >> 8 & 255}.{n & 255}", None, 1000.0 + n,
+                                     "root", "sshd:failed-password", 1, "x" * 150))
+                    for n in range(20000)]
+        store.record(failures=failures)
+        full = lib.sqlite3_memory_used()
+        store.shrink_memory()
+        assert lib.sqlite3_memory_used() < full - 500_000
+        store.record(failures=failures[:10])
+        count = store.connection.execute("SELECT count(*) FROM failures").fetchone()[0]
+        assert count == 20010
+    finally:
+        store.close()

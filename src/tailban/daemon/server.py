@@ -394,6 +394,9 @@ class Daemon:
     def _trim(self) -> None:
         self._trim_scheduled = False
         self._since_trim = 0
+        # SQLite's page cache filled up with the storm's history rows: the next storm
+        # fills it again, an idle daemon need not hold it (about 2 MiB)
+        self.store.shrink_memory()
         release_free_memory()
 
     def _on_resolved(self, name: str, resolved: list[Failure]) -> None:

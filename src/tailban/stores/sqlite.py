@@ -210,6 +210,10 @@ class SqliteStore:
             db.execute("ROLLBACK")
             raise
 
+    def shrink_memory(self) -> None:
+        """Free the connection's page cache (it refills as needed)."""
+        self._db.execute("PRAGMA shrink_memory")
+
     def close(self) -> None:
         self._db.close()
 
