@@ -3,9 +3,9 @@
 The daemon keeps it in step with the store and the firewall; the core asks it whether an
 address is banned and when bans end. Time is always passed in.
 
-A ban is kept as a small tuple per jail and address, without the log line that caused it:
-the store keeps the line (``tailban banned`` reads it there), and 10,000 bans' lines would
-be 1.4 MiB of a daemon that aims at 40 MiB after such a storm.
+A ban is kept without the log line that caused it: the store keeps the line (``tailban
+banned`` reads it there), and 10,000 bans' lines would be 1.4 MiB of a daemon that aims at
+40 MiB after such a storm.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from collections.abc import Iterable, Iterator
 
 from tailban.core.events import Ban, Unban
 
-# banned_at, expires_at, failures, source
-_Entry = tuple[float, float | None, int, str]
-
 
 class BanLedger:
     """Active bans per jail and address, with a heap for the next expiry."""
@@ -25,7 +22,7 @@ class BanLedger:
     __slots__ = ("_jails", "_expiry", "_size")
 
     def __init__(self, bans: Iterable[Ban] = ()) -> None:
-        self._jails: dict[str, dict[str, _Entry]] = {}
+        self._jails: dict[str, dict[str, Ban]] = {}
         self._expiry: list[tuple[float, str, str]] = []
         self._size = 0
         for ban in bans:
@@ -33,33 +30,33 @@ class BanLedger:
 
     def add(self, ban: Ban) -> None:
         """Record ``ban`` (its line is not kept: see the module's docstring)."""
+        if ban.line:
+            ban = Ban(ban.jail, ban.ip, ban.banned_at, ban.expires_at, ban.failures, "",
+                      ban.source)
         jail = self._jails.get(ban.jail)
         if jail is None:
             jail = self._jails[ban.jail] = {}
         if ban.ip not in jail:
             self._size += 1
-        jail[ban.ip] = (ban.banned_at, ban.expires_at, ban.failures, ban.source)
+        jail[ban.ip] = ban
         if ban.expires_at is not None:
             heapq.heappush(self._expiry, (ban.expires_at, ban.jail, ban.ip))
 
     def remove(self, jail: str, ip: str) -> Ban | None:
         bans = self._jails.get(jail)
-        entry = bans.pop(ip, None) if bans is not None else None
-        if entry is None:
-            return None
-        self._size -= 1
-        return Ban(jail, ip, entry[0], entry[1], entry[2], "", entry[3])
+        ban = bans.pop(ip, None) if bans is not None else None
+        if ban is not None:
+            self._size -= 1
+        return ban
 
     def get(self, jail: str, ip: str) -> Ban | None:
         bans = self._jails.get(jail)
-        entry = bans.get(ip) if bans is not None else None
-        return None if entry is None else Ban(jail, ip, entry[0], entry[1], entry[2], "",
-                                              entry[3])
+        return bans.get(ip) if bans is not None else None
 
     def is_banned(self, jail: str, ip: str, now: float) -> bool:
         bans = self._jails.get(jail)
-        entry = bans.get(ip) if bans is not None else None
-        return entry is not None and (entry[1] is None or entry[1] > now)
+        ban = bans.get(ip) if bans is not None else None
+        return ban is not None and (ban.expires_at is None or ban.expires_at > now)
 
     def jails_of(self, ip: str) -> list[str]:
         return sorted(name for name, bans in self._jails.items() if ip in bans)
@@ -71,9 +68,9 @@ class BanLedger:
         while heap and heap[0][0] <= now:
             at, jail, ip = heapq.heappop(heap)
             bans = self._jails.get(jail)
-            entry = bans.get(ip) if bans is not None else None
-            if bans is not None and entry is not None and entry[1] is not None \
-                    and entry[1] <= now:
+            ban = bans.get(ip) if bans is not None else None
+            if bans is not None and ban is not None and ban.expires_at is not None \
+                    and ban.expires_at <= now:
                 del bans[ip]
                 self._size -= 1
                 ended.append(Unban(jail, ip, at, "expired"))
@@ -85,19 +82,17 @@ class BanLedger:
         while heap:
             at, jail, ip = heap[0]
             bans = self._jails.get(jail)
-            entry = bans.get(ip) if bans is not None else None
-            if entry is not None and entry[1] == at:
+            ban = bans.get(ip) if bans is not None else None
+            if ban is not None and ban.expires_at == at:
                 return at
             heapq.heappop(heap)
         return None
 
     def __iter__(self) -> Iterator[Ban]:
-        return iter([Ban(jail, ip, e[0], e[1], e[2], "", e[3])
-                     for jail, bans in list(self._jails.items()) for ip, e in bans.items()])
+        return iter([ban for bans in list(self._jails.values()) for ban in bans.values()])
 
     def __len__(self) -> int:
         return self._size
 
     def in_jail(self, jail: str) -> list[Ban]:
-        return [Ban(jail, ip, e[0], e[1], e[2], "", e[3])
-                for ip, e in self._jails.get(jail, {}).items()]
+        return list(self._jails.get(jail, {}).values())
