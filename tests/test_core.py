@@ -7,7 +7,7 @@ import pytest
 from tailban.bans.ledger import BanLedger
 from tailban.core.addresses import IgnoreList, normalise_ip, normalise_target
 from tailban.core.durations import parse_duration
-from tailban.core.events import Failure
+from tailban.core.events import Ban, Failure
 from tailban.jails.policy import JailPolicy, JailRules
 from tailban.jails.window import FailureWindow
 
@@ -108,6 +108,22 @@ def test_permanent_ban_and_ledger_expiry() -> None:
     assert sorted((u.jail, u.ip) for u in ended) == [("b", "1.1.1.1"), ("b", "2.2.2.2")]
     assert ledger.jails_of("1.1.1.1") == ["a"]
     assert ledger.next_expiry() is None
+
+
+def test_ledger_keeps_bans_without_their_line_and_counts_them() -> None:
+    ledger = BanLedger()
+    ledger.add(Ban("sshd", "192.0.2.1", 10.0, 70.0, 3, "sshd[1]: Failed password ...", "log"))
+    ledger.add(Ban("sshd", "192.0.2.1", 20.0, 80.0, 4, "again", "log"))  # re-ban replaces
+    ledger.add(Ban("postfix", "192.0.2.1", 15.0, None, 5, "", "manual"))
+    assert len(ledger) == 2
+    kept = ledger.get("sshd", "192.0.2.1")
+    assert kept == Ban("sshd", "192.0.2.1", 20.0, 80.0, 4, "", "log")
+    assert sorted(b.jail for b in ledger) == ["postfix", "sshd"]
+    assert ledger.in_jail("sshd") == [kept] and ledger.in_jail("nope") == []
+    assert ledger.jails_of("192.0.2.1") == ["postfix", "sshd"]
+    assert ledger.next_expiry() == 80.0  # the replaced ban's 70 s entry is stale
+    assert ledger.remove("sshd", "192.0.2.1") == kept and ledger.remove("sshd", "192.0.2.1") is None
+    assert len(ledger) == 1 and ledger.next_expiry() is None
 
 
 def test_manual_ban_overrides_bantime() -> None:
