@@ -84,3 +84,46 @@ def test_replay_bans_every_address_fail2ban_bans(log: str, run: str, filt: str,
     else:
         assert ours - theirs == set(EXTRA_BANS.get(log, {}))
     assert summary["lines"] == len((REAL / log).read_bytes().splitlines())
+
+
+def _replay_cli(log: Path, *, tty: bool) -> tuple[str, str]:
+    """``tailban replay LOG`` with stdout a terminal (a pty) or a pipe: (stdout, stderr)."""
+    import pty
+
+    argv = [sys.executable, "-m", "tailban", "replay", "--filter", "sshd", str(log)]
+    env = dict(os.environ, TZ="UTC", COLUMNS="100")
+    if not tty:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout, done.stderr
+    main, sub = pty.openpty()
+    try:
+        child = subprocess.Popen(argv, stdout=sub, stderr=subprocess.PIPE, env=env)
+        os.close(sub)
+        shown = bytearray()
+        while True:
+            try:
+                got = os.read(main, 65536)
+            except OSError:  # the pty closes with the child
+                break
+            if not got:
+                break
+            shown += got
+        err = child.stderr.read().decode() if child.stderr else ""
+        assert child.wait(60) == 0, err
+        return shown.decode(), err
+    finally:
+        os.close(main)
+
+
+def test_replay_shows_a_bar_on_a_terminal_and_is_quiet_in_a_pipe(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("".join(f"Jan  7 10:00:{n % 60:02d} h sshd[{n}]: Failed password for root "
+                           f"from 192.0.2.{n % 7} port 4000 ssh2\n" for n in range(3000)))
+    out, err = _replay_cli(log, tty=True)
+    assert "100%" in err and "3,000 lines" in err and "lines/s" in err and "7 bans" in err
+    assert "ban 192.0.2.0" in out
+    piped_out, piped_err = _replay_cli(log, tty=False)
+    assert piped_err == "" and "lines/s" in piped_out.splitlines()[-1]
+    assert [ln for ln in piped_out.splitlines() if " ban " in ln] == \
+        [ln.strip() for ln in out.splitlines() if " ban " in ln]

@@ -244,7 +244,7 @@ def _replay(args: argparse.Namespace) -> int:
     from tailban.core.durations import parse_duration
     from tailban.filters.builtin import UnknownFilter
     from tailban.filters.factory import resolve as resolve_filter_ref
-    from tailban.tools.replay import replay, write_report
+    from tailban.tools.replay import ProgressBar, replay, write_report
 
     if args.filter:
         try:  # built in, shipped (vsftpd, apache-auth, ...) or CONFDIR/filter.d
@@ -278,17 +278,21 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"tailban: {exc}", file=sys.stderr)
         return 2
     jails = [replace(j, **overrides) for j in jails]
-    progress = sys.stderr if sys.stderr.isatty() and not args.json else None
+    # a bar on a terminal; quiet (machine-readable output only) when piped or with --json
+    bar = ProgressBar(args.logs, sys.stderr) if sys.stdout.isatty() and not args.json \
+        else None
     store = None
     if args.store:
         from tailban.stores.sqlite import SqliteStore
         store = SqliteStore(args.store)
     try:
-        result = replay(args.logs, jails, progress=progress, store=store)
+        result = replay(args.logs, jails, progress=bar, store=store)
     except OSError as exc:
         print(f"tailban: {exc}", file=sys.stderr)
         return 1
     finally:
+        if bar is not None:
+            bar.close()
         if store is not None:
             store.close()
     write_report(result, sys.stdout, args.json)

@@ -8,9 +8,10 @@ Nothing touches the firewall or the daemon's database.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
@@ -66,18 +67,19 @@ def chunks_of(path: str) -> Iterator[bytes]:
 
 
 def replay(paths: list[str], jails: list[JailConfig], *, now: float | None = None,
-           progress: IO[str] | None = None, store: SqliteStore | None = None) -> ReplayResult:
+           progress: Callable[[ReplayResult], None] | None = None,
+           store: SqliteStore | None = None) -> ReplayResult:
     """Run every jail over every path; bans come back in the order they were decided.
 
     With ``store``, each chunk's failures, logins and bans are recorded as the daemon
-    records them, so reports can be made from a backlog.
+    records them, so reports can be made from a backlog. ``progress`` is called after
+    each chunk with the result so far.
     """
     ledger = BanLedger()
     runners = [Jail(config, ledger) for config in jails]
     result = ReplayResult()
     wall = time.time() if now is None else now
     started = time.perf_counter()
-    last_report = started
     for path in paths:
         for chunk in chunks_of(path):
             result.bytes_read += len(chunk)
@@ -92,18 +94,36 @@ def replay(paths: list[str], jails: list[JailConfig], *, now: float | None = Non
                         (jail.name, f) for f in fed.failures
                         if f.ip is not None and f.ip not in ignored],
                         successes=[(jail.name, x) for x in fed.successes])
-            if progress is not None and time.perf_counter() - last_report > 0.2:
-                last_report = time.perf_counter()
-                rate = result.lines / max(last_report - started, 1e-9)
-                progress.write(f"\r{path}: {result.lines:,} lines, {len(result.bans):,} bans, "
-                               f"{rate:,.0f} lines/s")
-                progress.flush()
+            if progress is not None:
+                result.seconds = time.perf_counter() - started
+                progress(result)
     result.seconds = time.perf_counter() - started
     if store is not None:
         roll_up(store.connection, time.time())
-    if progress is not None:
-        progress.write("\n")
     return result
+
+
+class ProgressBar:
+    """A tqdm bar over the bytes of the logs, with lines/s and bans (for a terminal)."""
+
+    def __init__(self, paths: list[str], out: IO[str]) -> None:
+        from tqdm import tqdm
+
+        sizes = [os.path.getsize(p) if p != "-" and os.path.isfile(p) else None for p in paths]
+        total = None if None in sizes else sum(s or 0 for s in sizes)
+        self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                         file=out, mininterval=0.2, leave=True, dynamic_ncols=True)
+        self._done = 0
+
+    def __call__(self, result: ReplayResult) -> None:
+        rate = result.lines / max(result.seconds, 1e-9)
+        self._bar.set_postfix_str(f"{result.lines:,} lines, {rate:,.0f} lines/s, "
+                                  f"{len(result.bans):,} bans", refresh=False)
+        self._bar.update(result.bytes_read - self._done)
+        self._done = result.bytes_read
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def ban_record(ban: Ban) -> dict[str, object]:
