@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import Sequence
 
-from tailban.core.events import Ban
+from tailban.core.events import Ban, Unban
 from tailban.daemon.firewall_worker import INLINE_MAX, FirewallWorker
 from tailban.firewall.base import FirewallBatch, FirewallError
 
@@ -86,3 +86,79 @@ def test_a_failed_change_at_once_is_retried_and_reported() -> None:
     assert backend.applied == [(backend.applied[0][0], ["192.0.2.1", "192.0.2.2"])]
     assert worker.failures == 1  # the task's own attempt failed once, then landed
     assert worker.last_error is None
+
+
+class GatedRecorder(Recorder):
+    """Records bans and unbans in order; the n-th apply on a worker thread waits for
+    ``gates[n]`` (an apply on the loop's thread never waits)."""
+
+    def __init__(self, gates: int = 1) -> None:
+        super().__init__(in_process=True)
+        self.gates = [threading.Event() for _ in range(gates)]
+        self.gate = self.gates[0]
+        self._threaded = 0
+        self.log: list[tuple[list[str], list[str]]] = []  # (banned, unbanned) per apply
+
+    def apply(self, batch: FirewallBatch, now: float) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            gate = self.gates[min(self._threaded, len(self.gates) - 1)]
+            self._threaded += 1
+            assert gate.wait(5)
+        self.log.append((sorted(ip for _, ip in batch.bans), sorted(ip for _, ip in batch.unbans)))
+
+
+def _unban(ip: str) -> Unban:
+    return Unban("sshd", ip, 2.0, "manual")
+
+
+def test_an_administrators_unban_goes_ahead_of_a_storms_pending_bans() -> None:
+    backend = GatedRecorder(gates=2)
+    storm, more = _bans(INLINE_MAX + 36), _bans(200, start=300)
+
+    async def main() -> tuple[int, FirewallWorker]:
+        worker = FirewallWorker(backend, clock=lambda: 1.0)  # type: ignore[arg-type]
+        worker.start()
+        worker.submit(storm)  # too big to apply at once: the worker thread takes it
+        await asyncio.sleep(0.05)  # ... and waits at the gate: a transaction in flight
+        worker.submit(more)
+        # the storm also banned this address; the administrator lifts it
+        worker.submit([Ban("sshd", "203.0.113.9", 1.0, None)])
+        ticket = worker.submit(unbans=[_unban("192.0.2.1"), _unban("203.0.113.9")],
+                               urgent=True)
+        backend.gates[0].set()  # the storm's first transaction ends; its rest waits
+        assert await worker.wait(ticket, 5.0)
+        applied_when_answered = len(backend.log)
+        backend.gates[1].set()
+        assert await worker.drain(5.0)
+        await worker.stop()
+        return applied_when_answered, worker
+
+    answered_after, worker = asyncio.run(main())
+    first, urgent, rest = backend.log
+    assert first == ([b.ip for b in sorted(storm, key=lambda b: b.ip)], [])
+    # alone, right after the transaction in flight, and answered before the storm's rest
+    assert urgent == ([], ["192.0.2.1", "203.0.113.9"])
+    assert answered_after == 2
+    # the last word on each address holds: 203.0.113.9 stays unbanned
+    assert rest == (sorted(b.ip for b in more), [])
+    assert worker.applied_changes == len(storm) + 2 + len(more)
+
+
+def test_an_urgent_change_with_nothing_in_flight_is_applied_at_once() -> None:
+    backend = GatedRecorder()
+
+    async def main() -> bool:
+        worker = FirewallWorker(backend, clock=lambda: 1.0)  # type: ignore[arg-type]
+        worker.start()
+        worker.submit(_bans(INLINE_MAX + 1))  # pending, for the task to take
+        ticket = worker.submit(unbans=[_unban("198.51.100.77")], urgent=True)
+        # the worker thread's transaction waits at the gate: only an apply on this
+        # thread can have answered
+        answered = await worker.wait(ticket, 1.0)
+        backend.gate.set()
+        await worker.stop()
+        return answered
+
+    assert asyncio.run(main())
+    assert backend.log[0] == ([], ["198.51.100.77"])
+    assert len(backend.log[1][0]) == INLINE_MAX + 1

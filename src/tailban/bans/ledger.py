@@ -94,5 +94,8 @@ class BanLedger:
     def __len__(self) -> int:
         return self._size
 
+    def count_in(self, jail: str) -> int:
+        return len(self._jails.get(jail, ()))
+
     def in_jail(self, jail: str) -> list[Ban]:
         return list(self._jails.get(jail, {}).values())

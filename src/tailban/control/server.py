@@ -22,12 +22,20 @@ class CommandError(Exception):
 
 
 class ControlServer:
-    """Answers requests by looking the command up in a fixed table of handlers."""
+    """Answers requests by looking the command up in a fixed table of handlers.
+
+    ``starting`` counts requests accepted whose handler has not started yet: reading one
+    takes a few turns of the loop, and the daemon lets them go before its next chunk of a
+    storm's log (each turn would otherwise wait for one), so commands answer in
+    milliseconds during a storm.
+    """
 
     def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
         self.path = path
         self.handlers = handlers
+        self.starting = 0
         self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         directory = os.path.dirname(self.path)
@@ -39,7 +47,7 @@ class ControlServer:
             os.unlink(self.path)
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=self.path,
+            self._server = await asyncio.start_unix_server(self._accepted, path=self.path,
                                                            limit=MAX_MESSAGE)
         finally:
             os.umask(old)
@@ -54,17 +62,29 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Counted from the accept on (a coroutine would start a turn later)."""
+        self.starting += 1
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counted = True
         try:
             line = await reader.readline()
             if not line:
                 return
+            self.starting -= 1
+            counted = False
             answer = await self._answer(line)
             writer.write(encode(answer))
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             log.debug("control connection dropped: %s", exc)
         finally:
+            if counted:
+                self.starting -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

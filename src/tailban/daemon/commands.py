@@ -77,7 +77,7 @@ class ControlCommands:
                 "currently_failing": len(jail.policy.window),
                 "total_failures": counters.failures,
                 "ignored_failures": counters.ignored,
-                "currently_banned": len(self.daemon.ledger.in_jail(name)),
+                "currently_banned": self.daemon.ledger.count_in(name),
                 "total_banned": counters.bans,
                 "account_alerts": self.daemon.account_alerts.get(name, 0),
                 "maxretry": jail.config.maxretry, "findtime": jail.config.findtime,
@@ -207,7 +207,7 @@ class ControlCommands:
         ban = self.daemon.jails[name].policy.manual_ban(ip, now, seconds)
         new = [ban, *self.daemon.recidive_bans([ban], now)]
         self.daemon.record(new)
-        ticket = self.daemon.firewall.submit(new)
+        ticket = self.daemon.firewall.submit(new, urgent=True)
         self.daemon.schedule_expiry(ban.expires_at)
         if self.daemon.enrichment is not None:
             self.daemon.enrichment.on_bans(new, [])
@@ -231,7 +231,7 @@ class ControlCommands:
         self.daemon.record(unbans=unbans, fleet_unbans=[(ip, only or "")] if fleet_wide else ())
         if not unbans:
             return {"ip": ip, "jails": [], "fleet": True}
-        ticket = self.daemon.firewall.submit(unbans=unbans)
+        ticket = self.daemon.firewall.submit(unbans=unbans, urgent=True)
         for unban in unbans:
             log.info("Unban %s in %s (manual)", ip, unban.jail)
         applied = await self.daemon.firewall.wait(ticket, UNBAN_WAIT)

@@ -8,6 +8,12 @@ answering during a storm; while a transaction is in flight new bans accumulate i
 pending batch and go in the next one. A failing transaction is merged back and retried
 with exponential backoff; the error is logged once per failure burst and shown in
 ``status``.
+
+An administrator's ``ban``/``unban`` is urgent: when it finds a storm's thousands of bans
+pending, its own addresses go first, in a transaction of their own, so the command answers
+in milliseconds rather than after the storm. Only addresses other than the storm's are
+reordered (the pending batch already holds one last word per address), so the kernel ends
+in the same state.
 """
 
 from __future__ import annotations
@@ -45,26 +51,43 @@ class FirewallWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._in_flight = False  # a transaction runs on a worker thread
+        # urgent tickets -> their addresses not yet applied; tickets applied out of turn
+        self._urgent: dict[int, set[tuple[str, str]]] = {}
+        self._done_early: set[int] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="firewall")
+
+    @property
+    def urgent_pending(self) -> bool:
+        """An administrator's change is not in the kernel yet."""
+        return bool(self._urgent)
 
     @property
     def busy(self) -> bool:
         """Changes submitted and not yet in the kernel (read from other threads too)."""
         return self._requested > self._applied
 
-    def submit(self, bans: Iterable[Ban] = (), unbans: Iterable[Unban] = ()) -> int:
-        """Queue changes; returns a ticket to pass to ``wait``."""
+    def submit(self, bans: Iterable[Ban] = (), unbans: Iterable[Unban] = (), *,
+               urgent: bool = False) -> int:
+        """Queue changes; returns a ticket to pass to ``wait``. ``urgent``: an
+        administrator waits for these (see the module's docstring)."""
+        keys: set[tuple[str, str]] = set()
         for unban in unbans:
             self.pending.unban(unban)
+            keys.add((unban.jail, unban.ip))
         for ban in bans:
             self.pending.ban(ban)
+            keys.add((ban.jail, ban.ip))
         self._requested += 1
+        if urgent and keys:
+            self._urgent[self._requested] = keys
         if (not self._in_flight and self.last_error is None and not self._stopping
-                and self._task is not None and 0 < len(self.pending) <= INLINE_MAX
-                and getattr(self.backend, "in_process", False)):
-            self._apply_now()
+                and self._task is not None and getattr(self.backend, "in_process", False)):
+            if 0 < len(self.pending) <= INLINE_MAX:
+                self._apply_now()
+            elif self._urgent:
+                self._apply_urgent_now()
         self._wake.set()  # the task marks it applied, or retries it
         return self._requested
 
@@ -79,13 +102,56 @@ class FirewallWorker:
             return
         self.transactions += 1
         self.applied_changes += len(batch)
+        # Nothing was in flight and the whole pending batch went in: every change asked
+        # for so far is in the kernel. Marked now, so an unban's wait returns at once
+        # instead of after the storm's next transaction, which the task may start first.
+        self._applied = self._requested
+        self._urgent.clear()
+
+    def _take_urgent(self) -> FirewallBatch:
+        """The pending changes of urgent tickets' addresses, out of the pending batch."""
+        first = FirewallBatch()
+        pending = self.pending
+        for keys in self._urgent.values():
+            for key in keys:
+                if key in pending.unbans:
+                    first.unbans[key] = pending.unbans.pop(key)
+                elif key in pending.bans:
+                    first.bans[key] = pending.bans.pop(key)
+        return first
+
+    def _urgent_applied(self, batch: FirewallBatch) -> None:
+        """Urgent tickets whose every address is now in the kernel are done."""
+        for ticket in list(self._urgent):
+            left = self._urgent[ticket]
+            left.difference_update(batch.bans)
+            left.difference_update(batch.unbans)
+            if not left:
+                del self._urgent[ticket]
+                self._done_early.add(ticket)
+
+    def _apply_urgent_now(self) -> None:
+        """An administrator's changes ahead of a storm's pending bans, on this thread."""
+        first = self._take_urgent()
+        if not first:
+            return
+        try:
+            self.backend.apply(first, self.clock())
+        except Exception:  # noqa: BLE001 - back in the queue: the task retries and reports
+            first.merge(self.pending)
+            self.pending = first
+            return
+        self.transactions += 1
+        self.applied_changes += len(first)
+        self._urgent_applied(first)
 
     async def wait(self, ticket: int, timeout: float) -> bool:
-        """True once every change up to ``ticket`` is in the kernel."""
+        """True once every change up to ``ticket`` is in the kernel (an urgent ticket:
+        once its own changes are)."""
         async with self._done:
             try:
-                await asyncio.wait_for(self._done.wait_for(lambda: self._applied >= ticket),
-                                       timeout)
+                await asyncio.wait_for(self._done.wait_for(
+                    lambda: self._applied >= ticket or ticket in self._done_early), timeout)
             except TimeoutError:
                 return False
         return True
@@ -113,11 +179,19 @@ class FirewallWorker:
                     return
                 await self._mark_applied(self._requested)
                 continue
-            batch, ticket = self.pending, self._requested
-            self.pending = FirewallBatch()
+            urgent = bool(self._urgent) and len(self.pending) > INLINE_MAX
+            batch = self._take_urgent() if urgent else FirewallBatch()
+            if not batch:
+                urgent = False
+                batch, self.pending = self.pending, FirewallBatch()
+            ticket = self._requested
             self._in_flight = True
             try:
-                await loop.run_in_executor(None, self.backend.apply, batch, self.clock())
+                if urgent and getattr(self.backend, "in_process", False):
+                    # a few addresses: here, rather than waiting for the GIL on a thread
+                    self.backend.apply(batch, self.clock())
+                else:
+                    await loop.run_in_executor(None, self.backend.apply, batch, self.clock())
             except (FirewallError, OSError) as exc:
                 self._in_flight = False
                 batch.merge(self.pending)
@@ -141,7 +215,11 @@ class FirewallWorker:
             delay = _BACKOFF_FIRST
             self.transactions += 1
             self.applied_changes += len(batch)
-            await self._mark_applied(ticket)
+            if urgent:
+                self._urgent_applied(batch)
+                await self._mark_applied(self._applied)  # wakes the urgent waiters
+            else:
+                await self._mark_applied(ticket)
             if self.pending:
                 self._wake.set()
             elif self._stopping:
@@ -150,4 +228,7 @@ class FirewallWorker:
     async def _mark_applied(self, ticket: int) -> None:
         async with self._done:
             self._applied = max(self._applied, ticket)
+            for done in [t for t in self._urgent if t <= self._applied]:
+                del self._urgent[done]
+            self._done_early = {t for t in self._done_early if t > self._applied}
             self._done.notify_all()

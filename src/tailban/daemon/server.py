@@ -46,6 +46,9 @@ if TYPE_CHECKING:  # each imported when its feature is configured (memory of an 
 log = logging.getLogger("tailban")
 
 SAFETY_POLL = 5.0  # a missed inotify event costs at most this, never the ban path
+HOLD_MAX = 0.2  # seconds a chunk waits for control commands in progress
+HOLD_STEP = 0.001
+TRIM_DELAY = 0.5  # seconds after a storm's backlog is processed
 TRIM_AFTER = 1 << 20  # bytes of log read since the last trim that make one worth it
 
 
@@ -92,6 +95,7 @@ class Daemon:
         self.reporting: Reporting | None = None
         self.anomaly: AnomalyBridge | None = None
         self.names: NameBridge | None = None
+        self.control: ControlServer | None = None
         self._past_bans: dict[str, PastBans] = {}  # per jail, "*" for overalljails
         self._since_trim = 0  # bytes of log processed since memory was last given back
         self._trim_scheduled = False
@@ -213,7 +217,8 @@ class Daemon:
             log.error("firewall cleanup failed: %s", exc)
         self.logs.close()
         self.store.close()
-        await self.control.stop()
+        if self.control is not None:
+            await self.control.stop()
         log.info("tailban stopped (%s)", "firewall flushed" if self.flush_on_stop
                  else "bans left in the kernel")
 
@@ -327,9 +332,25 @@ class Daemon:
             self._process(entry, read=False)
 
     def _continue(self, entry: FollowedFile) -> None:
+        if self._commands_waiting():
+            # An administrator's command is being read or waits for the kernel: the next
+            # chunk of a storm waits for it (a few ms), rather than each turn of the loop
+            # the command needs waiting for a chunk. At most HOLD_MAX per chunk, so a
+            # client that sends nothing cannot hold the log back.
+            now = time.monotonic()
+            if entry.held_since is None:
+                entry.held_since = now
+            if now - entry.held_since < HOLD_MAX:
+                self._loop.call_later(HOLD_STEP, self._continue, entry)
+                return
+        entry.held_since = None
         entry.scheduled = False
         if entry.pending and self.logs.files.get(entry.path) is entry:
             self._process(entry, read=False)
+
+    def _commands_waiting(self) -> bool:
+        control = self.control
+        return (control is not None and control.starting > 0) or self.firewall.urgent_pending
 
     def _process(self, entry: FollowedFile, *, read: bool = True) -> None:
         """One chunk of the source (about 256 KiB), then the loop's other work gets its
@@ -387,7 +408,7 @@ class Daemon:
         if not pending and self._since_trim > TRIM_AFTER and not self._trim_scheduled:
             # after a storm, once the loop is idle: the freed pages go back to the system
             self._trim_scheduled = True
-            self._loop.call_later(1.0, self._trim)
+            self._loop.call_later(TRIM_DELAY, self._trim)
         self._commit(bans, now, seen, logins, failures,
                      [position] if position is not None else [])
 

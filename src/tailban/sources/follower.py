@@ -29,7 +29,7 @@ FINGERPRINT_BYTES = 256
 #: What the daemon reads and matches at once. A storm's chunk lives in memory as its lines'
 #: failures until the round is stored; at 256 KiB (~2,500 lines) rather than 1 MiB the
 #: 10,000-address burst ends 4-5 MiB lower and its first bans reach the kernel sooner.
-CHUNK_BYTES = 256 << 10
+CHUNK_BYTES = 64 << 10
 
 # Rotated copies we cannot read as plain text, never candidates for recovery.
 _COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".z", ".zip")

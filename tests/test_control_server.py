@@ -1,0 +1,52 @@
+"""The control server counts requests on their way to a handler (the daemon lets them go
+ahead of a storm's next chunk), and the count always comes back to zero."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from tailban.control.server import ControlServer
+
+
+def test_requests_being_read_are_counted_until_their_handler_starts(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    async def main() -> None:
+        server: ControlServer
+
+        async def ping(args: dict[str, Any]) -> str:
+            seen.append(server.starting)
+            return "pong"
+
+        server = ControlServer(str(tmp_path / "t.sock"), {"ping": ping})
+        await server.start()
+        try:
+            # a client that connects and says nothing yet is counted from the accept on
+            reader, writer = await asyncio.open_unix_connection(server.path)
+            for _ in range(20):
+                if server.starting:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.starting == 1
+            writer.write(json.dumps({"cmd": "ping"}).encode() + b"\n")
+            await writer.drain()
+            answer = json.loads(await reader.readline())
+            assert answer["result"] == "pong" and seen == [0]
+            writer.close()
+            # one that hangs up without a word is forgotten too
+            _, silent = await asyncio.open_unix_connection(server.path)
+            await asyncio.sleep(0.05)
+            assert server.starting == 1
+            silent.close()
+            for _ in range(50):
+                if not server.starting:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.starting == 0
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
