@@ -3,7 +3,8 @@
 
 Generates the logs with ../shared/bench/gen_authlog.py, measures offline throughput with
 ../shared/bench/throughput.py (tailban replay vs fail2ban-regex and sshg-parser when present)
-and the end-to-end figures with bench/e2e_tailban.py (a private network namespace), then
+and the end-to-end figures with bench/e2e_tailban.py (a private network namespace) and
+bench/storm_control.py (commands during the burst), then
 writes bench/results/latest.json and latest.md with the ratios against the peers (measured
 in this run when present, else BASELINE.md's figures, marked as such). Installs nothing:
 `apt-get install -y fail2ban sshguard` adds the peers. Needs root for the e2e part.
@@ -87,6 +88,16 @@ def e2e(data: Path, latency: int, burst: int) -> dict[str, float]:
             "rss_idle_mib": s["latency"]["rss_mib"], "rss_burst_mib": s["burst"]["rss_mib_end"]}
 
 
+def storm_control(data: Path, storm: int) -> dict[str, float]:
+    """``status`` and ``unban`` round trips while a storm of ``storm`` addresses is banned."""
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "storm_control.py"), "--work",
+                          str(data / "storm"), "--storm", str(storm)], check=True,
+                         capture_output=True, text=True).stdout
+    raw = json.loads(out)
+    return {f"storm_{what}_{stat}_ms": float(raw[what][f"{stat}_ms"])
+            for what in ("status", "unban") for stat in ("p50", "p95", "max")}
+
+
 def peers_present() -> dict[str, bool]:
     return {"fail2ban": shutil.which("fail2ban-regex") is not None,
             "sshguard": Path("/usr/libexec/sshguard/sshg-parser").exists()}
@@ -114,6 +125,15 @@ def markdown(result: dict[str, object]) -> str:
             cells += [f"{value[0]:,.1f} ({value[1]})", f"{ratio:,.1f}" if ours else "inf"]
         ours_text = f"{fig[key]:,.2f}" if abs(fig[key]) < 10 else f"{fig[key]:,.1f}"
         lines.append(f"| {key} | {ours_text} | {target:,} | {' | '.join(cells)} |")
+    storm = {k: v for k, v in fig.items() if k.startswith("storm_")}
+    if storm:
+        lines += ["", "Control socket while the burst's addresses are banned "
+                  "(bench/storm_control.py; no peer figure):", "",
+                  "| command | p50 ms | p95 ms | max ms |", "|---|---:|---:|---:|"]
+        for what in ("status", "unban"):
+            lines.append(f"| {what} | " + " | ".join(
+                f"{storm.get(f'storm_{what}_{stat}_ms', float('nan')):,.1f}"
+                for stat in ("p50", "p95", "max")) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +164,7 @@ def main() -> int:
         figures.update(e2e(data, latency, burst))
         figures["restart_open_s"] = 0.0 if (
             figures["restart_left_in_kernel"] == figures["restart_expected"]) else float("nan")
+        figures.update(storm_control(data, burst))
     peers: dict[str, dict[str, tuple[float, str]]] = {}
     for key, values in BASELINE.items():
         peers[key] = {peer: (value, "baseline") for peer, value in values.items()}

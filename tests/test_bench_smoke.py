@@ -21,5 +21,8 @@ def test_bench_run_smoke(needs_root: None, tmp_path: Path) -> None:
                 "unban_cli_ms"):
         assert figures[key] > 0, key
     assert figures["restart_left_in_kernel"] == figures["restart_expected"] == 200
+    for what in ("status", "unban"):  # commands answered during the storm
+        assert 0 < figures[f"storm_{what}_p50_ms"] <= figures[f"storm_{what}_max_ms"]
     table = (tmp_path / "out" / "smoke.md").read_text()
     assert "| auth_lines_per_s |" in table and "x fail2ban" in table
+    assert "| unban |" in table
