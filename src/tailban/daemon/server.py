@@ -353,7 +353,7 @@ class Daemon:
         return (control is not None and control.starting > 0) or self.firewall.urgent_pending
 
     def _process(self, entry: FollowedFile, *, read: bool = True) -> None:
-        """One chunk of the source (about 64 KiB), then the loop's other work gets its
+        """One chunk of the source (about 128 KiB), then the loop's other work gets its
         turn: during a storm, unban and status answer and the bans of the first chunk go
         to the kernel while the next one is matched."""
         follower = entry.follower

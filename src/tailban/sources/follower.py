@@ -28,10 +28,11 @@ __all__ = ["CHUNK_BYTES", "FINGERPRINT_BYTES", "FileFollower", "Position"]
 FINGERPRINT_BYTES = 256
 #: What the daemon reads and matches in one turn of its loop. A storm's chunk lives in
 #: memory as its lines' failures until the round is stored, and a control command that
-#: arrives meanwhile waits for it: at 64 KiB (~700 lines, 10-20 ms) rather than 1 MiB the
-#: 10,000-address burst ends 4-5 MiB lower, its first bans reach the kernel sooner and
-#: ``status``/``unban`` answer within ~0.1 s at worst during it (bench/storm_control.py).
-CHUNK_BYTES = 64 << 10
+#: arrives meanwhile waits for it. Against 1 MiB, 128 KiB (~1,400 lines) ends the
+#: 10,000-address burst 4-5 MiB lower and sends its first bans sooner; ``status`` and
+#: ``unban`` answer within ~0.25 s at worst during it (64 KiB: ~0.15 s, but the burst
+#: takes ~15% longer: twice the SQLite and nft transactions). bench/storm_control.py.
+CHUNK_BYTES = 128 << 10
 
 # Rotated copies we cannot read as plain text, never candidates for recovery.
 _COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".z", ".zip")
