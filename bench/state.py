@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
 
 def rss_mib(pid: int | str = "self") -> float:
@@ -141,7 +142,8 @@ def child(kind: str, *args: str) -> dict[str, float]:
 
 
 def measure_daemon(work: Path, store: Path) -> dict[str, float]:
-    ns = f"tbstate{os.getpid() % 10000}"
+    from netns_daemon import daemon_in_netns
+
     conf = work / "conf"
     shutil.rmtree(conf, ignore_errors=True)
     conf.mkdir(parents=True)
@@ -152,37 +154,19 @@ def measure_daemon(work: Path, store: Path) -> dict[str, float]:
     log = work / "auth.log"
     log.write_text("")
     (conf / "jail.conf").write_text(f"[sshd]\nenabled = true\nport = 22\nlogpath = {log}\n")
-    script = Path(sys.prefix) / "bin" / "tailban"
-    cli = [str(script)] if script.exists() else [sys.executable, "-m", "tailban"]
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    proc = None
-    try:
-        t0 = time.monotonic()
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cli, "-c", str(conf), "run"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while subprocess.run(["ip", "netns", "exec", ns, *cli, "-c", str(conf), "ping"],
-                             capture_output=True).returncode != 0:
-            if proc.poll() is not None or time.monotonic() - t0 > 120:
+    with daemon_in_netns(conf, "tbstate") as daemon:
+        while daemon.run("ping").returncode != 0:
+            if daemon.proc.poll() is not None or time.monotonic() - daemon.started > 120:
                 raise RuntimeError("daemon did not start")
             time.sleep(0.02)
-        ready = time.monotonic() - t0
-        listed = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "set", "inet",
-                                 "tailban", "sshd-v4"], capture_output=True, text=True).stdout
+        ready = time.monotonic() - daemon.started
+        listed = daemon.run("nft", "-j", "list", "set", "inet", "tailban", "sshd-v4").stdout
         elements = sum(len(item["set"].get("elem", [])) for item in json.loads(listed)["nftables"]
                        if "set" in item)
         pids = subprocess.run(["pgrep", "-f", f"{conf} run"], capture_output=True,
                               text=True).stdout.split()
         rss = max((rss_mib(p) for p in pids), default=0.0)
         return {"ready_s": ready, "kernel_elements": elements, "rss_mib": rss}
-    finally:
-        if proc is not None:
-            subprocess.run(["ip", "netns", "exec", ns, *cli, "-c", str(conf), "stop"],
-                           capture_output=True)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def main() -> int:

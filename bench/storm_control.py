@@ -6,7 +6,7 @@ bans --manual addresses by hand, then writes --storm addresses x 3 failure lines
 at once and, until every storm address is banned, sends ``status`` and ``unban`` (of one of
 the hand-banned addresses, waiting for the kernel as the CLI does) over the control socket,
 timing each round trip. The daemon's output goes to WORK/daemon.log. Prints JSON: round
-trips (p50, p95, max), the slowest three of each with when they were sent, how many
+trips (p50, p95, max), the slow_unban three of each with when they were sent, how many
 answers came while the storm was still being banned, and how long the storm took.
 Needs root.
 
@@ -20,13 +20,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO.parent / "shared" / "bench"))
+sys.path.insert(0, str(REPO / "bench"))
 
 
 def storm_lines(count: int, now: float) -> str:
@@ -50,9 +50,10 @@ def summary(samples: list[float]) -> dict[str, float | int]:
 
 def measure(work: Path, storm: int, manual: int, every: float,
             extra_conf: str = "") -> dict[str, object]:
+    from netns_daemon import daemon_in_netns
+
     from tailban.control.client import call
 
-    ns = f"tbstorm{os.getpid() % 10000}"
     shutil.rmtree(work, ignore_errors=True)
     conf = work / "conf"
     conf.mkdir(parents=True)
@@ -64,17 +65,9 @@ def measure(work: Path, storm: int, manual: int, every: float,
     log.write_text("")
     (conf / "jail.conf").write_text(f"[sshd]\nenabled = true\nport = 22\nlogpath = {log}\n"
                                     "maxretry = 3\nfindtime = 10m\nbantime = 1h\n")
-    script = Path(sys.prefix) / "bin" / "tailban"
-    cli = [str(script)] if script.exists() else [sys.executable, "-m", "tailban"]
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    proc = None
-    try:
-        out = (work / "daemon.log").open("w")
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cli, "-c", str(conf), "run"],
-                                stdout=out, stderr=out)
-        t0 = time.monotonic()
+    with daemon_in_netns(conf, "tbstorm", work / "daemon.log") as daemon:
         while not os.path.exists(sock) or _ping(sock) is False:
-            if proc.poll() is not None or time.monotonic() - t0 > 60:
+            if daemon.proc.poll() is not None or time.monotonic() - daemon.started > 60:
                 raise RuntimeError("daemon did not start")
             time.sleep(0.02)
         manual_ips = [f"192.0.2.{n + 1}" for n in range(manual)]
@@ -85,7 +78,7 @@ def measure(work: Path, storm: int, manual: int, every: float,
         unban_rtt: list[float] = []
         during = 0
         banned = 0
-        slowest: list[tuple[float, float, int]] = []
+        slow_unban: list[tuple[float, float, int]] = []
         slow_status: list[tuple[float, float, int]] = []
         start = time.monotonic()
         t_start = time.perf_counter()
@@ -103,7 +96,7 @@ def measure(work: Path, storm: int, manual: int, every: float,
                 t = time.perf_counter()
                 call(sock, "unban", ip=manual_ips.pop())
                 unban_rtt.append(time.perf_counter() - t)
-                slowest.append((round(unban_rtt[-1] * 1000, 1), round(t - t_start, 3), banned))
+                slow_unban.append((round(unban_rtt[-1] * 1000, 1), round(t - t_start, 3), banned))
                 if banned < storm:
                     during += 1
             time.sleep(every)
@@ -111,18 +104,9 @@ def measure(work: Path, storm: int, manual: int, every: float,
         return {"storm_addresses": storm, "storm_banned_s": round(storm_s, 3),
                 "answers_during_storm": during, "status": summary(status_rtt),
                 "unban": summary(unban_rtt),
-                "slowest": {what: [{"ms": ms, "at_s": at, "bans_then": n}
+                "slow_unban": {what: [{"ms": ms, "at_s": at, "bans_then": n}
                                    for ms, at, n in sorted(samples, reverse=True)[:3]]
-                            for what, samples in (("status", slow_status), ("unban", slowest))}}
-    finally:
-        if proc is not None:
-            subprocess.run(["ip", "netns", "exec", ns, *cli, "-c", str(conf), "stop"],
-                           capture_output=True)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+                            for what, samples in (("status", slow_status), ("unban", slow_unban))}}
 
 
 def _ping(sock: str) -> bool:
