@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tailban.control import server as server_module
 from tailban.control.server import ControlServer
 
 
@@ -46,6 +50,31 @@ def test_requests_being_read_are_counted_until_their_handler_starts(tmp_path: Pa
                     break
                 await asyncio.sleep(0.01)
             assert server.starting == 0
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_a_silent_client_holds_nothing_for_long(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "READ_TIMEOUT", 0.2)
+
+    async def main() -> None:
+        async def ping(args: dict[str, Any]) -> str:
+            return "pong"
+
+        server = ControlServer(str(tmp_path / "t.sock"), {"ping": ping})
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_unix_connection(server.path)
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            # the daemon asks whether a request of its last moments is being read
+            assert server.reading_since(now - 1.0) and not server.reading_since(now + 1.0)
+            assert await reader.read() == b""  # dropped after READ_TIMEOUT, unanswered
+            assert server.starting == 0 and not server.reading_since(0.0)
+            writer.close()
         finally:
             await server.stop()
 

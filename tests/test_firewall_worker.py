@@ -162,3 +162,24 @@ def test_an_urgent_change_with_nothing_in_flight_is_applied_at_once() -> None:
     assert asyncio.run(main())
     assert backend.log[0] == ([], ["198.51.100.77"])
     assert len(backend.log[1][0]) == INLINE_MAX + 1
+
+
+def test_an_urgent_change_stops_holding_the_log_while_the_firewall_fails() -> None:
+    backend = Recorder(in_process=True, fail_first=2)
+
+    async def main() -> tuple[bool, bool, bool]:
+        worker = FirewallWorker(backend, clock=lambda: 1.0)  # type: ignore[arg-type]
+        worker.start()
+        ticket = worker.submit(unbans=[_unban("192.0.2.5")], urgent=True)  # inline: fails
+        waiting_at_first = worker.urgent_since(0.0)
+        for _ in range(100):  # the task's own attempt fails too: an error is reported
+            if worker.last_error is not None:
+                break
+            await asyncio.sleep(0.01)
+        while_failing = worker.urgent_since(0.0)
+        assert await worker.wait(ticket, 5.0)  # the retry lands
+        after = worker.urgent_since(0.0)
+        await worker.stop()
+        return waiting_at_first, while_failing, after
+
+    assert asyncio.run(main()) == (True, False, False)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from tailban.control.protocol import MAX_MESSAGE, ProtocolError, decode, encode,
 log = logging.getLogger("tailban.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+READ_TIMEOUT = 10.0  # seconds a client has to send its request line
 
 
 class CommandError(Exception):
@@ -24,18 +26,29 @@ class CommandError(Exception):
 class ControlServer:
     """Answers requests by looking the command up in a fixed table of handlers.
 
-    ``starting`` counts requests accepted whose handler has not started yet: reading one
-    takes a few turns of the loop, and the daemon lets them go before its next chunk of a
-    storm's log (each turn would otherwise wait for one), so commands answer in
-    milliseconds during a storm.
+    It knows when each request being read was accepted (its handler has not started):
+    reading one takes a few turns of the loop, and the daemon lets recent ones go before
+    its next chunk of a storm's log (each turn would otherwise wait for one), so commands
+    answer in milliseconds during a storm. A client that connects and says nothing is
+    dropped after READ_TIMEOUT.
     """
 
     def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
         self.path = path
         self.handlers = handlers
-        self.starting = 0
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reading: dict[int, float] = {}  # request -> when it was accepted (monotonic)
+        self._next = 0
+
+    @property
+    def starting(self) -> int:
+        """Requests accepted whose handler has not started yet."""
+        return len(self._reading)
+
+    def reading_since(self, since: float) -> bool:
+        """A request accepted at ``since`` (monotonic) or later is still being read."""
+        return any(at >= since for at in self._reading.values())
 
     async def start(self) -> None:
         directory = os.path.dirname(self.path)
@@ -63,28 +76,31 @@ class ControlServer:
             os.unlink(self.path)
 
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Counted from the accept on (a coroutine would start a turn later)."""
-        self.starting += 1
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        """Known from the accept on (a coroutine would start a turn later)."""
+        self._next += 1
+        self._reading[self._next] = time.monotonic()
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer, self._next))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        counted = True
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     request: int = 0) -> None:
         try:
-            line = await reader.readline()
+            try:
+                line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+            except TimeoutError:
+                log.debug("control client sent nothing in %g s: dropped", READ_TIMEOUT)
+                return
             if not line:
                 return
-            self.starting -= 1
-            counted = False
+            self._reading.pop(request, None)
             answer = await self._answer(line)
             writer.write(encode(answer))
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             log.debug("control connection dropped: %s", exc)
         finally:
-            if counted:
-                self.starting -= 1
+            self._reading.pop(request, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -53,15 +53,18 @@ class FirewallWorker:
         self._in_flight = False  # a transaction runs on a worker thread
         # urgent tickets -> their addresses not yet applied; tickets applied out of turn
         self._urgent: dict[int, set[tuple[str, str]]] = {}
+        self._urgent_at: dict[int, float] = {}  # urgent ticket -> when (monotonic)
         self._done_early: set[int] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="firewall")
 
-    @property
-    def urgent_pending(self) -> bool:
-        """An administrator's change is not in the kernel yet."""
-        return bool(self._urgent)
+    def urgent_since(self, since: float) -> bool:
+        """An administrator's change submitted at ``since`` (monotonic) or later is not in
+        the kernel yet, and the firewall works (a failing one is retried with backoff:
+        nothing would be gained by waiting for it)."""
+        return self.last_error is None and any(
+            self._urgent_at.get(ticket, 0.0) >= since for ticket in self._urgent)
 
     @property
     def busy(self) -> bool:
@@ -82,6 +85,7 @@ class FirewallWorker:
         self._requested += 1
         if urgent and keys:
             self._urgent[self._requested] = keys
+            self._urgent_at[self._requested] = time.monotonic()
         if (not self._in_flight and self.last_error is None and not self._stopping
                 and self._task is not None and getattr(self.backend, "in_process", False)):
             if 0 < len(self.pending) <= INLINE_MAX:
@@ -107,6 +111,7 @@ class FirewallWorker:
         # instead of after the storm's next transaction, which the task may start first.
         self._applied = self._requested
         self._urgent.clear()
+        self._urgent_at.clear()
 
     def _take_urgent(self) -> FirewallBatch:
         """The pending changes of urgent tickets' addresses, out of the pending batch."""
@@ -128,6 +133,7 @@ class FirewallWorker:
             left.difference_update(batch.unbans)
             if not left:
                 del self._urgent[ticket]
+                self._urgent_at.pop(ticket, None)
                 self._done_early.add(ticket)
 
     def _apply_urgent_now(self) -> None:
@@ -230,5 +236,6 @@ class FirewallWorker:
             self._applied = max(self._applied, ticket)
             for done in [t for t in self._urgent if t <= self._applied]:
                 del self._urgent[done]
+                self._urgent_at.pop(done, None)
             self._done_early = {t for t in self._done_early if t > self._applied}
             self._done.notify_all()

@@ -26,7 +26,6 @@ class FollowedFile:
     # control socket and the firewall transaction of earlier bans run in between
     pending: deque[bytes] = field(default_factory=deque)
     scheduled: bool = False
-    held_since: float | None = None  # the next chunk waits for control commands since
 
 
 def choose_backend(jail: JailConfig,

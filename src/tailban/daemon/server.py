@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # each imported when its feature is configured (memory of an 
 log = logging.getLogger("tailban")
 
 SAFETY_POLL = 5.0  # a missed inotify event costs at most this, never the ban path
-HOLD_MAX = 0.2  # seconds a chunk waits for control commands in progress
+HOLD_MAX = 0.2  # seconds: control commands this recent go before a storm's next chunk
 HOLD_STEP = 0.001
 TRIM_DELAY = 0.5  # seconds after a storm's backlog is processed
 TRIM_AFTER = 1 << 20  # bytes of log read since the last trim that make one worth it
@@ -335,22 +335,20 @@ class Daemon:
         if self._commands_waiting():
             # An administrator's command is being read or waits for the kernel: the next
             # chunk of a storm waits for it (a few ms), rather than each turn of the loop
-            # the command needs waiting for a chunk. At most HOLD_MAX per chunk, so a
-            # client that sends nothing cannot hold the log back.
-            now = time.monotonic()
-            if entry.held_since is None:
-                entry.held_since = now
-            if now - entry.held_since < HOLD_MAX:
-                self._loop.call_later(HOLD_STEP, self._continue, entry)
-                return
-        entry.held_since = None
+            # the command needs waiting for a chunk. Only commands of the last HOLD_MAX
+            # count, so a client that sends nothing or a failing firewall cannot hold the
+            # log back longer.
+            self._loop.call_later(HOLD_STEP, self._continue, entry)
+            return
         entry.scheduled = False
         if entry.pending and self.logs.files.get(entry.path) is entry:
             self._process(entry, read=False)
 
     def _commands_waiting(self) -> bool:
+        since = time.monotonic() - HOLD_MAX
         control = self.control
-        return (control is not None and control.starting > 0) or self.firewall.urgent_pending
+        return (control is not None and control.reading_since(since)) \
+            or self.firewall.urgent_since(since)
 
     def _process(self, entry: FollowedFile, *, read: bool = True) -> None:
         """One chunk of the source (about 128 KiB), then the loop's other work gets its
