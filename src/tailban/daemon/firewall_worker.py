@@ -51,10 +51,9 @@ class FirewallWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._in_flight = False  # a transaction runs on a worker thread
-        # urgent tickets -> their addresses not yet applied; tickets applied out of turn
-        self._urgent: dict[int, set[tuple[str, str]]] = {}
-        self._urgent_at: dict[int, float] = {}  # urgent ticket -> when (monotonic)
-        self._done_early: set[int] = set()
+        # urgent ticket -> when it came (monotonic), its addresses not yet in the kernel
+        self._urgent: dict[int, tuple[float, set[tuple[str, str]]]] = {}
+        self._done_early: set[int] = set()  # urgent tickets applied out of turn
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="firewall")
@@ -64,7 +63,7 @@ class FirewallWorker:
         the kernel yet, and the firewall works (a failing one is retried with backoff:
         nothing would be gained by waiting for it)."""
         return self.last_error is None and any(
-            self._urgent_at.get(ticket, 0.0) >= since for ticket in self._urgent)
+            at >= since for at, _ in self._urgent.values())
 
     @property
     def busy(self) -> bool:
@@ -84,8 +83,7 @@ class FirewallWorker:
             keys.add((ban.jail, ban.ip))
         self._requested += 1
         if urgent and keys:
-            self._urgent[self._requested] = keys
-            self._urgent_at[self._requested] = time.monotonic()
+            self._urgent[self._requested] = (time.monotonic(), keys)
         if (not self._in_flight and self.last_error is None and not self._stopping
                 and self._task is not None and getattr(self.backend, "in_process", False)):
             if 0 < len(self.pending) <= INLINE_MAX:
@@ -111,13 +109,12 @@ class FirewallWorker:
         # instead of after the storm's next transaction, which the task may start first.
         self._applied = self._requested
         self._urgent.clear()
-        self._urgent_at.clear()
 
     def _take_urgent(self) -> FirewallBatch:
         """The pending changes of urgent tickets' addresses, out of the pending batch."""
         first = FirewallBatch()
         pending = self.pending
-        for keys in self._urgent.values():
+        for _, keys in self._urgent.values():
             for key in keys:
                 if key in pending.unbans:
                     first.unbans[key] = pending.unbans.pop(key)
@@ -127,13 +124,11 @@ class FirewallWorker:
 
     def _urgent_applied(self, batch: FirewallBatch) -> None:
         """Urgent tickets whose every address is now in the kernel are done."""
-        for ticket in list(self._urgent):
-            left = self._urgent[ticket]
+        for ticket, (_, left) in list(self._urgent.items()):
             left.difference_update(batch.bans)
             left.difference_update(batch.unbans)
             if not left:
                 del self._urgent[ticket]
-                self._urgent_at.pop(ticket, None)
                 self._done_early.add(ticket)
 
     def _apply_urgent_now(self) -> None:
@@ -236,6 +231,5 @@ class FirewallWorker:
             self._applied = max(self._applied, ticket)
             for done in [t for t in self._urgent if t <= self._applied]:
                 del self._urgent[done]
-                self._urgent_at.pop(done, None)
             self._done_early = {t for t in self._done_early if t > self._applied}
             self._done.notify_all()
