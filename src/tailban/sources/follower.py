@@ -30,7 +30,7 @@ FINGERPRINT_BYTES = 256
 #: memory as its lines' failures until the round is stored, and a control command that
 #: arrives meanwhile waits for it. Against 1 MiB, 128 KiB (~1,400 lines) ends the
 #: 10,000-address burst 4-5 MiB lower and sends its first bans sooner; ``status`` and
-#: ``unban`` answer within ~0.25 s at worst during it (64 KiB: ~0.15 s, but the burst
+#: ``unban`` answer within ~0.3 s at worst during it (64 KiB: ~0.15 s, but the burst
 #: takes ~15% longer: twice the SQLite and nft transactions). bench/storm_control.py.
 CHUNK_BYTES = 128 << 10
 
