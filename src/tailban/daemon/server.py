@@ -328,8 +328,8 @@ class Daemon:
     def _drain(self, entry: FollowedFile) -> None:
         """Everything the source has, now (start-up and shutdown)."""
         self._process(entry)
-        while entry.pending:
-            self._process(entry, read=False)
+        while entry.pending or entry.follower.more:
+            self._process(entry, read=not entry.pending)
 
     def _continue(self, entry: FollowedFile) -> None:
         if self._commands_waiting():
@@ -341,8 +341,9 @@ class Daemon:
             self._loop.call_later(HOLD_STEP, self._continue, entry)
             return
         entry.scheduled = False
-        if entry.pending and self.logs.files.get(entry.path) is entry:
-            self._process(entry, read=False)
+        if (entry.pending or entry.follower.more) and self.logs.files.get(entry.path) is entry:
+            # a backlog is read as it is processed: the next part when this one is done
+            self._process(entry, read=not entry.pending)
 
     def _commands_waiting(self) -> bool:
         since = time.monotonic() - HOLD_MAX
@@ -362,7 +363,7 @@ class Daemon:
         if not pending:
             return
         chunks = [pending.popleft()]
-        if pending and not entry.scheduled:
+        if (pending or follower.more) and not entry.scheduled:
             entry.scheduled = True
             self._loop.call_soon(self._continue, entry)
         now = self.clock()

@@ -132,6 +132,7 @@ class FileFollower:
         from_start: bool = False,
         chunk_size: int = CHUNK_BYTES,
         max_line: int = 65536,
+        read_budget: int | None = None,
     ) -> None:
         if chunk_size <= 0 or max_line <= 0:
             raise ValueError("chunk_size and max_line must be positive")
@@ -148,6 +149,12 @@ class FileFollower:
         # One read always covers a whole max_line line, so a line never straddles reads
         # unless it is over-long.
         self._window = max(chunk_size, max_line + 1)
+        # Bytes one read hands out at most (a whole chunk more at worst), so a backlog of
+        # gigabytes is read as it is processed, not into memory at once.
+        self._budget = read_budget if read_budget and read_budget > 0 else 16 * self._window
+        self._left = 0
+        #: The last read stopped at its budget: call read again without waiting.
+        self.more = False
         self._dir = os.path.dirname(self.path) or "."
         self._base = os.path.basename(self.path)
         self._cur: _Cursor | None = None
@@ -307,9 +314,11 @@ class FileFollower:
 
     def _read(self, final: bool) -> list[bytes]:
         out: list[bytes] = []
+        self.more = False
         if self._closed:
             return out
         self.error = None
+        self._left = self._budget
         try:
             self._drain_retired(out, final)
             self._follow(out, final)
@@ -392,7 +401,8 @@ class FileFollower:
                 continue
             if (cur.offset, cur.skip_to) != before:
                 cur.idle_since = now
-            if final or now - cur.idle_since > self.retire_grace:
+            # (one the budget kept from reading is not idle: it is waited for)
+            if final or (now - cur.idle_since > self.retire_grace and not self.more):
                 cur.close()
             else:
                 keep.append(cur)
@@ -425,7 +435,8 @@ class FileFollower:
                 continue
             try:
                 if st.st_size > offset and _fingerprint(fd) == fp:
-                    self._drain(_Cursor(fd, st, offset, fp), out, final)
+                    # all of it: the copy is not opened again
+                    self._drain(_Cursor(fd, st, offset, fp), out, final, budgeted=False)
                     return
             except OSError:
                 continue
@@ -434,13 +445,13 @@ class FileFollower:
 
     def _drain_verified(self, cur: _Cursor, out: list[bytes], final: bool) -> None:
         """Drain, then make sure the file was not truncated under us while we read."""
-        snapshot = (cur.offset, cur.skip_to, self.dropped_long_lines)
+        snapshot = (cur.offset, cur.skip_to, self.dropped_long_lines, self._left, self.more)
         got: list[bytes] = []
         self._drain(cur, got, final)
         if got and cur.fingerprint and _fingerprint(cur.fd) != cur.fingerprint:
             # What we just read may be the new content at old offsets: forget it and
             # redo the read with the truncation handled.
-            cur.offset, cur.skip_to, self.dropped_long_lines = snapshot
+            cur.offset, cur.skip_to, self.dropped_long_lines, self._left, self.more = snapshot
             self._check_replaced(cur, out, final)
             self._drain(cur, out, final)
             return
@@ -448,8 +459,10 @@ class FileFollower:
         if not cur.fingerprint:
             cur.fingerprint = _fingerprint(cur.fd)
 
-    def _drain(self, cur: _Cursor, out: list[bytes], final: bool) -> None:
-        """Append whole-line chunks from ``cur`` up to EOF; keep an unfinished line unread."""
+    def _drain(self, cur: _Cursor, out: list[bytes], final: bool,
+               budgeted: bool = True) -> None:
+        """Append whole-line chunks from ``cur`` up to EOF, or until the read's budget is
+        spent (then :attr:`more` is set); keep an unfinished line unread."""
         fd, window, max_line = cur.fd, self._window, self._max_line
         while True:
             size = os.fstat(fd).st_size
@@ -473,6 +486,9 @@ class FileFollower:
             avail = size - cur.offset
             if avail <= 0:
                 return
+            if budgeted and self._left <= 0:
+                self.more = True
+                return
             data = os.pread(fd, min(window, avail), cur.offset)
             if not data:
                 return
@@ -488,5 +504,6 @@ class FileFollower:
             end = nl + 1
             out.append(data if end == len(data) else data[:end])
             cur.offset += end
+            self._left -= end
             if len(data) < window and len(data) - end <= max_line and not final:
                 return  # read all there was; the rest is an unfinished line

@@ -291,6 +291,8 @@ class JournalSource:
         if files and directory:
             raise ValueError("journal files and a journal directory are exclusive")
         self.key = key
+        #: as FileFollower's: never set, each read hands out all that is buffered
+        self.more = False
         self.matches = tuple(matches)
         self.files = tuple(files)
         self.directory = directory

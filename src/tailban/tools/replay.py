@@ -50,7 +50,7 @@ def chunks_of(path: str) -> Iterator[bytes]:
         if rest:
             yield rest + b"\n"
         return
-    follower = FileFollower(path, from_start=True, chunk_size=_CHUNK)
+    follower = FileFollower(path, from_start=True, chunk_size=_CHUNK, read_budget=4 * _CHUNK)
     try:
         if follower.error:
             raise OSError(follower.error)
