@@ -357,7 +357,9 @@ class Daemon:
         to the kernel while the next one is matched."""
         follower = entry.follower
         pending = entry.pending
-        if read:
+        if read and not (pending and follower.more):
+            # (with a backlog already waiting in the file, the next part is read when
+            # this one is processed: memory stays within about two reads)
             pending.extend(follower.read())
             self._note_file_error(entry.path, follower.error)
         if not pending:
