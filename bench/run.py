@@ -4,7 +4,8 @@
 Generates the logs with ../shared/bench/gen_authlog.py, measures offline throughput with
 ../shared/bench/throughput.py (tailban replay vs fail2ban-regex and sshg-parser when present)
 and the end-to-end figures with bench/e2e_tailban.py (a private network namespace) and
-bench/storm_control.py (commands during the burst), then
+bench/storm_control.py (commands during the burst), bench/history_writes.py (storing
+the burst's failures on a store with 30 days of them), then
 writes bench/results/latest.json and latest.md with the ratios against the peers (measured
 in this run when present, else BASELINE.md's figures, marked as such). Installs nothing:
 `apt-get install -y fail2ban sshguard` adds the peers. Needs root for the e2e part.
@@ -98,6 +99,18 @@ def storm_control(data: Path, storm: int) -> dict[str, float]:
             for what in ("status", "unban") for stat in ("p50", "p95", "max")}
 
 
+def history_writes(data: Path, rows: int, storm: int) -> dict[str, float]:
+    """Seconds to store a storm's failures on a store already holding ``rows`` of them."""
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "history_writes.py"), "--work",
+                          str(data / "history"), "--rows", str(rows), "--storm", str(storm),
+                          "--json"], check=True, capture_output=True, text=True).stdout
+    raw = json.loads(out)
+    return {"history_rows": float(rows), "history_storm_failures": float(storm),
+            "history_store_storm_s": float(raw["store_storm_s"]),
+            "history_store_storm_with_address_index_s":
+                float(raw["store_storm_with_address_index_s"])}
+
+
 def peers_present() -> dict[str, bool]:
     return {"fail2ban": shutil.which("fail2ban-regex") is not None,
             "sshguard": Path("/usr/libexec/sshguard/sshg-parser").exists()}
@@ -134,6 +147,12 @@ def markdown(result: dict[str, object]) -> str:
             lines.append(f"| {what} | " + " | ".join(
                 f"{storm.get(f'storm_{what}_{stat}_ms', float('nan')):,.1f}"
                 for stat in ("p50", "p95", "max")) + " |")
+    if "history_store_storm_s" in fig:
+        lines += ["", f"Storing the burst's {fig['history_storm_failures']:,.0f} failures on a "
+                  f"store holding {fig['history_rows']:,.0f} raw failures "
+                  "(bench/history_writes.py): "
+                  f"{fig['history_store_storm_s']:.3f} s; with the address index schema "
+                  f"step 9 dropped: {fig['history_store_storm_with_address_index_s']:.3f} s."]
     return "\n".join(lines) + "\n"
 
 
@@ -165,6 +184,7 @@ def main() -> int:
         figures["restart_open_s"] = 0.0 if (
             figures["restart_left_in_kernel"] == figures["restart_expected"]) else float("nan")
         figures.update(storm_control(data, burst))
+    figures.update(history_writes(data, 20_000 if args.smoke else 3_000_000, burst * 3))
     peers: dict[str, dict[str, tuple[float, str]]] = {}
     for key, values in BASELINE.items():
         peers[key] = {peer: (value, "baseline") for peer, value in values.items()}

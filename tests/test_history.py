@@ -50,3 +50,30 @@ def test_failures_are_counted_once_across_roll_ups_and_late_arrivals(tmp_path: P
     assert removed_raw == 35
     assert totals(path, BASE - DAY, BASE + DAY) == 35
     store.close()
+
+
+def test_incident_evidence_found_without_an_address_index(tmp_path: Path) -> None:
+    """The raw rows of one address: on rolled days, after the last roll-up, and late rows
+    of an already rolled time; never another address's rows."""
+    store = SqliteStore(str(tmp_path / "s.sqlite3"))
+    ip, other = "198.51.100.7", "203.0.113.9"
+    store.record(failures=[fail(BASE + i * DAY, ip) for i in range(3)]      # days 0-2
+                 + [fail(BASE + i * DAY + 5, other) for i in range(5)]      # days 0-4
+                 + [fail(BASE + 3 * DAY - 1, ip)])  # in the hour the roll-up leaves out
+    roll_up(store.connection, BASE + 3 * DAY)           # days 0-2 rolled
+    store.record(failures=[fail(BASE + 3 * DAY + 100, ip)])                 # not rolled yet
+    store.record(failures=[fail(BASE + DAY + 50, ip), fail(BASE + 4 * DAY, other)])  # late
+    indexes = {row[1] for row in store.connection.execute("PRAGMA index_list(failures)")}
+    assert "failures_ip" not in indexes
+    incident = build_incident(store.connection, ip, BASE - DAY, UTC)
+    assert incident.lines == tuple(f"line at {t}" for t in (
+        BASE, BASE + DAY, BASE + DAY + 50, BASE + 2 * DAY, BASE + 3 * DAY - 1,
+        BASE + 3 * DAY + 100))
+    # since cuts inside a rolled day's span
+    later = build_incident(store.connection, ip, BASE + DAY + 10, UTC)
+    assert later.lines == tuple(f"line at {t}" for t in (
+        BASE + DAY + 50, BASE + 2 * DAY, BASE + 3 * DAY - 1, BASE + 3 * DAY + 100))
+    roll_up(store.connection, BASE + 5 * DAY)  # now day 1's span holds rows on both sides
+    again = build_incident(store.connection, ip, BASE + DAY + 10, UTC)
+    assert again.lines == later.lines
+    store.close()

@@ -22,7 +22,7 @@ from tailban.reports.incident import (
     jpcert_message,
     xarf_message,
 )
-from tailban.stores.history import rolled_until
+from tailban.stores.history import ROWID_KEY, rolled_until
 
 TEMPLATES = {"jpcert": jpcert_message, "abuse": abuse_message, "xarf": xarf_message}
 
@@ -31,14 +31,44 @@ class NoIncident(Exception):
     """Nothing recorded for the address in the period, or no address to send to."""
 
 
+def evidence(db: sqlite3.Connection, ip: str, since: float, rolled: float,
+             ) -> list[tuple[float, str, int, str | None]]:
+    """The address's raw failures since ``since``, in time order.
+
+    The raw table has no index by address (it made each stored failure cost twice as
+    much), so the search reads only the time spans the daily roll-ups saw the address in,
+    plus the rows no roll-up has looked at yet (by time after the last roll-up, and by
+    rowid for late rows of an older time).
+    """
+    spans = sorted((max(float(first), since), float(last)) for first, last in db.execute(
+        "SELECT first, last FROM roll_day_ip WHERE ip = ? AND last >= ?", (ip, since)))
+    merged: list[list[float]] = []
+    for low, high in spans:
+        if merged and low <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    found: dict[int, tuple[float, str, int, str | None]] = {}
+    columns = "SELECT rowid, t, jail, count, line FROM failures WHERE "
+    queries: list[tuple[str, tuple[object, ...]]] = [
+        (columns + "t >= ? AND t <= ? AND ip = ?", (low, high, ip)) for low, high in merged]
+    queries.append((columns + "t >= ? AND ip = ?", (max(since, rolled), ip)))
+    seen = db.execute("SELECT value FROM meta WHERE key = ?", (ROWID_KEY,)).fetchone()
+    queries.append((columns + "rowid > ? AND +t >= ? AND ip = ?",
+                    (int(seen[0]) if seen else 0, since, ip)))
+    for sql, params in queries:
+        for rowid, t, jail, count, line in db.execute(sql, params):
+            found[rowid] = (t, jail, count, line)
+    return sorted(found.values(), key=lambda row: row[0])
+
+
 def build_incident(db: sqlite3.Connection, ip: str, since: float, tz: tzinfo,
                    ) -> Incident:
     # Counts like the report: roll-ups before rolled_until, raw rows after it (raw rows are
     # kept after being rolled up, so counting both would count them twice). Evidence lines
     # come from every raw row in the period.
     rolled = rolled_until(db)
-    rows = db.execute("SELECT t, jail, count, line FROM failures WHERE ip = ? AND t >= ? "
-                      "ORDER BY t", (ip, since)).fetchall()
+    rows = evidence(db, ip, since, rolled)
     counts: dict[str, int] = {}
     first = last = None
     for t, jail, count, _line in rows:
