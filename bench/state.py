@@ -41,6 +41,13 @@ def rss_mib(pid: int | str = "self") -> float:
     return 0.0
 
 
+def hwm_mib(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def address(n: int) -> str:
     return f"{10 + (n >> 24) % 200}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
@@ -166,7 +173,20 @@ def measure_daemon(work: Path, store: Path) -> dict[str, float]:
         pids = subprocess.run(["pgrep", "-f", f"{conf} run"], capture_output=True,
                               text=True).stdout.split()
         rss = max((rss_mib(p) for p in pids), default=0.0)
-        return {"ready_s": ready, "kernel_elements": elements, "rss_mib": rss}
+        # the listing commands over 100,000 bans: CLI wall time, and what the daemon keeps
+        began = time.monotonic()
+        listing = daemon.run("banned", "--json")
+        banned_s = time.monotonic() - began
+        if listing.returncode != 0 or len(json.loads(listing.stdout)) != elements:
+            raise RuntimeError(f"banned --json did not list the {elements} bans")
+        began = time.monotonic()
+        daemon.run("status")
+        status_s = time.monotonic() - began
+        hwm = max((hwm_mib(p) for p in pids), default=0.0)
+        after = max((rss_mib(p) for p in pids), default=0.0)
+        return {"ready_s": ready, "kernel_elements": elements, "rss_mib": rss,
+                "banned_json_s": banned_s, "status_s": status_s,
+                "rss_mib_after_banned": after, "hwm_mib_after_banned": hwm}
 
 
 def main() -> int:
