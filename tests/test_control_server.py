@@ -79,3 +79,28 @@ def test_a_silent_client_holds_nothing_for_long(tmp_path: Path,
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_an_answer_larger_than_a_request_may_be_reaches_the_client(tmp_path: Path) -> None:
+    """``banned`` over 100,000 bans answers with tens of MB; a request stays capped."""
+    from tailban.control.client import CommandFailed, call
+    from tailban.control.protocol import MAX_MESSAGE
+
+    rows = [{"ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "line": "x" * 60}
+            for i in range(40_000)]
+
+    async def main() -> None:
+        async def banned(args: dict[str, Any]) -> list[dict[str, str]]:
+            return rows
+
+        server = ControlServer(str(tmp_path / "t.sock"), {"banned": banned})
+        await server.start()
+        try:
+            got = await asyncio.to_thread(call, server.path, "banned")
+            assert len(json.dumps(got)) > 3 * MAX_MESSAGE and got == rows
+            with pytest.raises(CommandFailed, match="request longer than"):
+                await asyncio.to_thread(call, server.path, "banned", pad="y" * MAX_MESSAGE)
+        finally:
+            await server.stop()
+
+    asyncio.run(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from tailban.control.protocol import MAX_MESSAGE, ProtocolError, decode, encode, request
+from tailban.control.protocol import MAX_ANSWER, ProtocolError, decode, encode, request
 
 
 class DaemonUnavailable(Exception):
@@ -33,7 +33,7 @@ def call(socket_path: str, cmd: str, timeout: float = 30.0, **args: Any) -> Any:
             if not part:
                 break
             buf += part
-            if len(buf) > MAX_MESSAGE * 64:
+            if len(buf) > MAX_ANSWER:
                 raise ProtocolError("answer too large")
     except TimeoutError:
         raise CommandFailed(f"no answer within {timeout:g}s") from None
@@ -41,7 +41,7 @@ def call(socket_path: str, cmd: str, timeout: float = 30.0, **args: Any) -> Any:
         sock.close()
     if not buf:
         raise DaemonUnavailable("the daemon closed the connection without answering")
-    answer = decode(bytes(buf))
+    answer = decode(bytes(buf), MAX_ANSWER)
     if not answer.get("ok"):
         raise CommandFailed(str(answer.get("error", "unknown error")))
     return answer.get("result")

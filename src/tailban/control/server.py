@@ -11,7 +11,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tailban.control.protocol import MAX_MESSAGE, ProtocolError, decode, encode, error, ok
+from tailban.control.protocol import (
+    MAX_MESSAGE,
+    ProtocolError,
+    Rows,
+    decode,
+    encode,
+    encode_batch,
+    error,
+    ok,
+)
 
 log = logging.getLogger("tailban.control")
 
@@ -91,12 +100,20 @@ class ControlServer:
             except TimeoutError:
                 log.debug("control client sent nothing in %g s: dropped", READ_TIMEOUT)
                 return
+            except ValueError:  # longer than MAX_MESSAGE: said, not read on
+                writer.write(encode(error(f"request longer than {MAX_MESSAGE} bytes")))
+                await writer.drain()
+                return
             if not line:
                 return
             self._reading.pop(request, None)
             answer = await self._answer(line)
-            writer.write(encode(answer))
-            await writer.drain()
+            result = answer.get("result")
+            if isinstance(result, Rows):
+                await self._stream(writer, result)
+            else:
+                writer.write(encode(answer))
+                await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             log.debug("control connection dropped: %s", exc)
         finally:
@@ -104,6 +121,30 @@ class ControlServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    @staticmethod
+    async def _stream(writer: asyncio.StreamWriter, rows: Rows) -> None:
+        """``{"ok":true,"result":[...]}`` written batch by batch, the loop free in between.
+
+        A failure half-way cannot be answered any more: the connection is closed, and
+        the client reports an answer that is not JSON."""
+        writer.write(b'{"ok":true,"result":[')
+        first = True
+        try:
+            for batch in rows.batches:
+                if not batch:
+                    continue
+                writer.write(encode_batch(batch) if first else b"," + encode_batch(batch))
+                first = False
+                await writer.drain()
+                await asyncio.sleep(0)  # the log and other commands go on between batches
+        except ConnectionError:
+            raise
+        except Exception:
+            log.exception("control answer failed half-way")
+            return
+        writer.write(b"]}\n")
+        await writer.drain()
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:

@@ -234,6 +234,22 @@ class SqliteStore:
                     names.setdefault(source, source))
                 for jail, ip, banned_at, expires_at, failures, line, source in rows]
 
+    def lines_of(self, bans: Sequence[Ban]) -> dict[tuple[str, str], str]:
+        """The log lines of these bans, by (jail, ip), through the primary key."""
+        by_jail: dict[str, list[str]] = {}
+        for ban in bans:
+            by_jail.setdefault(ban.jail, []).append(ban.ip)
+        found: dict[tuple[str, str], str] = {}
+        for jail, ips in by_jail.items():
+            for start in range(0, len(ips), 500):
+                part = ips[start:start + 500]
+                marks = ",".join("?" * len(part))
+                for ip, line in self._db.execute(
+                        f"SELECT ip, line FROM bans WHERE jail = ? AND ip IN ({marks})",
+                        [jail, *part]):
+                    found[(jail, ip)] = line
+        return found
+
     def ban_lines(self, jail: str | None = None, ip: str | None = None
                   ) -> dict[tuple[str, str], str]:
         """The log line of each active ban, by (jail, ip): the ledger does not keep them."""
