@@ -432,10 +432,20 @@ def _flush_without_daemon(confdir: str) -> None:
 
 def _print(result: Any, as_json: bool, formatter: Any) -> int:
     if as_json:
-        print(json.dumps(result, indent=2, sort_keys=True))
+        print(_json_text(result))
     else:
         print(formatter(result))
     return 0
+
+
+def _json_text(result: Any) -> str:
+    """A list one element per line (100,000 bans: indenting took 2 s, and a line per ban
+    greps); anything else indented."""
+    if isinstance(result, list):
+        if not result:
+            return "[]"
+        return "[\n" + ",\n".join(json.dumps(item, sort_keys=True) for item in result) + "\n]"
+    return json.dumps(result, indent=2, sort_keys=True)
 
 
 def _time(epoch: float) -> str:
