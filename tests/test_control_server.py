@@ -104,3 +104,34 @@ def test_an_answer_larger_than_a_request_may_be_reaches_the_client(tmp_path: Pat
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_a_waiting_client_is_seen_before_the_loop_turns(tmp_path: Path) -> None:
+    """During a storm each turn of the loop also matches a chunk of the log (~30 ms), so
+    the daemon must see a client before the turns asyncio's own server needed."""
+    import socket
+
+    async def main() -> None:
+        async def ping(args: dict[str, Any]) -> str:
+            return "pong"
+
+        server = ControlServer(str(tmp_path / "t.sock"), {"ping": ping})
+        await server.start()
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            now = time.monotonic()
+            assert not server.reading_since(now - 1.0)
+            client.connect(server.path)  # the loop has not turned since
+            assert server.reading_since(now - 1.0) and server.starting == 0
+            for _ in range(2):  # the turn it is seen in, then its own: accepted
+                await asyncio.sleep(0)
+            assert server.starting == 1 and server.reading_since(now - 1.0)
+            client.sendall(b'{"cmd":"ping"}\n')
+            answer = await asyncio.to_thread(client.recv, 1000)
+            assert json.loads(answer)["result"] == "pong"
+            assert server.starting == 0 and not server.reading_since(now - 1.0)
+        finally:
+            client.close()
+            await server.stop()
+
+    asyncio.run(main())

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -35,17 +36,20 @@ class CommandError(Exception):
 class ControlServer:
     """Answers requests by looking the command up in a fixed table of handlers.
 
-    It knows when each request being read was accepted (its handler has not started):
-    reading one takes a few turns of the loop, and the daemon lets recent ones go before
-    its next chunk of a storm's log (each turn would otherwise wait for one), so commands
-    answer in milliseconds during a storm. A client that connects and says nothing is
-    dropped after READ_TIMEOUT.
+    It knows when a client is waiting: connected and not yet accepted, or accepted and its
+    request not yet read. asyncio's own server takes three turns of the loop from the
+    accept to the handler, and during a storm each turn also processes a chunk of the log
+    (about 30 ms): commands waited 0.1-0.3 s. So the socket is accepted here, on the turn
+    it is readable, and the daemon holds its next chunk while a client waits (only for
+    clients of the last moments: one that connects and says nothing is dropped after
+    READ_TIMEOUT).
     """
 
     def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
         self.path = path
         self.handlers = handlers
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._poll: select.poll | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reading: dict[int, float] = {}  # request -> when it was accepted (monotonic)
         self._next = 0
@@ -56,8 +60,11 @@ class ControlServer:
         return len(self._reading)
 
     def reading_since(self, since: float) -> bool:
-        """A request accepted at ``since`` (monotonic) or later is still being read."""
-        return any(at >= since for at in self._reading.values())
+        """A client connected and not yet accepted, or a request accepted at ``since``
+        (monotonic) or later still being read."""
+        if any(at >= since for at in self._reading.values()):
+            return True
+        return bool(self._poll is not None and self._poll.poll(0))
 
     async def start(self) -> None:
         directory = os.path.dirname(self.path)
@@ -67,30 +74,62 @@ class ControlServer:
             if _is_alive(self.path):
                 raise RuntimeError(f"another tailban is answering on {self.path}")
             os.unlink(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._accepted, path=self.path,
-                                                           limit=MAX_MESSAGE)
+            listener.bind(self.path)
+        except OSError:
+            listener.close()
+            raise
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
+        listener.listen(128)
+        listener.setblocking(False)
+        self._listener = listener
+        self._poll = select.poll()
+        self._poll.register(listener.fileno(), select.POLLIN)
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            self._server = None
+        listener, self._listener = self._listener, None
+        self._poll = None
+        if listener is not None:
+            asyncio.get_running_loop().remove_reader(listener.fileno())
+            listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
-    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Known from the accept on (a coroutine would start a turn later)."""
-        self._next += 1
-        self._reading[self._next] = time.monotonic()
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer, self._next))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _accept(self) -> None:
+        """Every connection waiting, accepted now; each served by a task of its own."""
+        listener = self._listener
+        if listener is None:
+            return
+        loop = asyncio.get_running_loop()
+        for _ in range(128):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, ...: said, tried again next turn
+                log.warning("control socket: accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            self._next += 1
+            self._reading[self._next] = time.monotonic()
+            task = loop.create_task(self._connected(conn, self._next))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _connected(self, conn: socket.socket, request: int) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=MAX_MESSAGE)
+        except OSError as exc:
+            self._reading.pop(request, None)
+            conn.close()
+            log.debug("control connection dropped: %s", exc)
+            return
+        await self._serve(reader, writer, request)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      request: int = 0) -> None:
