@@ -1,6 +1,3 @@
-"""Log sources: follow files across rotation and learn when their directories change."""
-
-from tailban.sources.follower import FINGERPRINT_BYTES, FileFollower, Position
-from tailban.sources.watch import DirectoryWatcher, expand
-
-__all__ = ["FINGERPRINT_BYTES", "DirectoryWatcher", "FileFollower", "Position", "expand"]
+"""Log sources: follow files across rotation (follower), learn when their directories change
+(watch), read the systemd journal (journal). Each module is imported where it is used:
+`tailban replay` needs no inotify."""
