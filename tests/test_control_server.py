@@ -135,3 +135,54 @@ def test_a_waiting_client_is_seen_before_the_loop_turns(tmp_path: Path) -> None:
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_accepting_that_fails_neither_spins_nor_holds_the_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of descriptors, the socket stays readable: accepting waits ACCEPT_RETRY, and
+    meanwhile a client waiting there does not hold the log back."""
+    import errno
+    import socket
+
+    monkeypatch.setattr(server_module, "ACCEPT_RETRY", 0.1)
+
+    class FailingOnce:
+        def __init__(self, real: socket.socket) -> None:
+            self.real = real
+            self.calls = 0
+
+        def fileno(self) -> int:
+            return self.real.fileno()
+
+        def accept(self) -> tuple[socket.socket, Any]:
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError(errno.EMFILE, "Too many open files")
+            return self.real.accept()
+
+        def close(self) -> None:
+            self.real.close()
+
+    async def main() -> tuple[bool, int, str]:
+        async def ping(args: dict[str, Any]) -> str:
+            return "pong"
+
+        server = ControlServer(str(tmp_path / "t.sock"), {"ping": ping})
+        await server.start()
+        failing = FailingOnce(server._listener)  # type: ignore[arg-type]
+        server._listener = failing  # type: ignore[assignment]
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            client.connect(server.path)
+            client.sendall(b'{"cmd":"ping"}\n')
+            await asyncio.sleep(0.03)  # the accept failed; no retry yet
+            held = server.reading_since(0.0)
+            calls = failing.calls
+            answer = await asyncio.wait_for(asyncio.to_thread(client.recv, 1000), 5.0)
+            return held, calls, json.loads(answer)["result"]
+        finally:
+            client.close()
+            await server.stop()
+
+    held, calls, result = asyncio.run(main())
+    assert not held and calls == 1 and result == "pong"

@@ -27,6 +27,7 @@ log = logging.getLogger("tailban.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 READ_TIMEOUT = 10.0  # seconds a client has to send its request line
+ACCEPT_RETRY = 1.0  # seconds before accepting again after it failed (out of descriptors)
 
 
 class CommandError(Exception):
@@ -53,6 +54,7 @@ class ControlServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reading: dict[int, float] = {}  # request -> when it was accepted (monotonic)
         self._next = 0
+        self._paused = False  # accepting failed (out of descriptors): tried again later
 
     @property
     def starting(self) -> int:
@@ -64,7 +66,8 @@ class ControlServer:
         (monotonic) or later still being read."""
         if any(at >= since for at in self._reading.values()):
             return True
-        return bool(self._poll is not None and self._poll.poll(0))
+        # (not while accepting fails: the socket stays readable until it works again)
+        return bool(self._poll is not None and not self._paused and self._poll.poll(0))
 
     async def start(self) -> None:
         directory = os.path.dirname(self.path)
@@ -111,8 +114,12 @@ class ControlServer:
                 conn, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of descriptors, ...: said, tried again next turn
-                log.warning("control socket: accept failed: %s", exc)
+            except OSError as exc:  # out of descriptors, ...: said, tried again in a second
+                log.warning("control socket: accept failed, trying again in %g s: %s",
+                            ACCEPT_RETRY, exc)
+                self._paused = True
+                loop.remove_reader(listener.fileno())
+                loop.call_later(ACCEPT_RETRY, self._resume, listener)
                 return
             conn.setblocking(False)
             self._next += 1
@@ -120,6 +127,11 @@ class ControlServer:
             task = loop.create_task(self._connected(conn, self._next))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _resume(self, listener: socket.socket) -> None:
+        if self._listener is listener:
+            self._paused = False
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
 
     async def _connected(self, conn: socket.socket, request: int) -> None:
         try:
