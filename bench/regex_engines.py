@@ -2,7 +2,8 @@
 """Which regex engine for the built-in filters' hot path (issue 6, point 2)?
 
 Two jobs, each timed with the standard library ``re``, ``google-re2`` and, for the first,
-plain ``bytes.find`` per literal:
+plain ``bytes.find`` per literal and Intel's ``hyperscan`` (a multi-pattern engine; not a
+dependency: measured when installed, ``pip install hyperscan``):
 
 * candidate search: find every line of a chunk holding one of the sshd filter's literals
   (one alternation over the whole chunk);
@@ -75,10 +76,35 @@ def main() -> int:
                 pos = data.find(lit, pos + 1)
         return len(starts)
 
+    engines: list[tuple[str, object]] = [("re", lambda: lines_with(std.search)),
+                                         ("re2", lambda: lines_with(fast.search)),
+                                         ("bytes.find", by_find)]
+    try:
+        import hyperscan  # type: ignore[import-not-found]
+    except ImportError:
+        print("  (hyperscan not installed: pip install hyperscan)")
+    else:
+        database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        database.compile(expressions=literals, ids=list(range(len(literals))),
+                         elements=len(literals), flags=[0] * len(literals))
+        scratch = hyperscan.Scratch(database)
+
+        def by_hyperscan() -> int:
+            # a callback per literal found (the engine cannot stop at one per line);
+            # the line of each, as the chunk search must know
+            starts: set[int] = set()
+            rfind = data.rfind
+
+            def found(_id: int, _start: int, end: int, _flags: int, _context: object) -> None:
+                starts.add(rfind(b"\n", 0, end))
+
+            database.scan(data, match_event_handler=found, scratch=scratch)
+            return len(starts)
+
+        engines.append(("hyperscan", by_hyperscan))
     n = lines_with(std.search)
     print(f"{args.lines:,} lines, {len(literals)} literals, {n:,} candidate lines")
-    for label, fn in (("re", lambda: lines_with(std.search)),
-                      ("re2", lambda: lines_with(fast.search)), ("bytes.find", by_find)):
+    for label, fn in engines:
         seconds = best(fn)
         print(f"  candidate search  {label:10s} {seconds:.3f} s  {args.lines / seconds / 1e6:.2f}M "
               "lines/s")
