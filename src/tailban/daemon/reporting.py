@@ -1,7 +1,7 @@
 """The scheduled report mail and automatic incident reports, beside the ban path.
 
-The report is computed on a worker thread from a read-only connection (WAL: it never
-blocks the daemon's writes) and handed to the mail thread.
+The report and an incident's evidence are read on a worker thread from a read-only
+connection (WAL: it never blocks the daemon's writes) and handed to the mail thread.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from tailban.notify.mail import report_message
 from tailban.reports.compute import compute_report, open_readonly
+from tailban.reports.incident import Incident
 from tailban.tools.incident import (
     NoIncident,
     build_incident,
@@ -63,6 +64,8 @@ class Reporting:
         self.sent = 0
         self.next_at: float | None = None
         self.tz = local_zone()
+        self._building: set[str] = set()  # addresses whose incident report is being made
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._schedule()
@@ -124,12 +127,16 @@ class Reporting:
     # -- incident.auto ----------------------------------------------------------------------
 
     def maybe_incident(self, ip: str, abuse: str | None) -> None:
-        """After a ban: report the address once it has N bans (never twice per interval)."""
+        """After a ban: report the address once it has N bans (never twice per interval).
+
+        The evidence is read on a worker thread from a read-only connection: the raw
+        failures have no index by address, and a persistent attacker's 30 days can take
+        a second to read, which the loop (bans, commands) must not wait for."""
         daemon = self.daemon
         history = daemon.config.daemon.history
         enrichment = daemon.enrichment
         mailer = enrichment.mailer if enrichment is not None else None
-        if history.incident_auto <= 0 or mailer is None or not abuse:
+        if history.incident_auto <= 0 or mailer is None or not abuse or ip in self._building:
             return
         db = daemon.store.connection
         bans = db.execute("SELECT count(*) FROM ban_history WHERE ip = ?", (ip,)).fetchone()[0]
@@ -138,16 +145,38 @@ class Reporting:
         if bans < history.incident_auto or (previous is not None and
                                             now - previous < history.incident_min_interval):
             return
-        assert self.tz is not None
+        self._building.add(ip)
+        task = self.loop.create_task(self._incident(ip, abuse, now, bans))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _incident(self, ip: str, abuse: str, now: float, bans: int) -> None:
+        daemon = self.daemon
+        history = daemon.config.daemon.history
+        enrichment = daemon.enrichment
+        mailer = enrichment.mailer if enrichment is not None else None
         try:
-            incident = build_incident(db, ip, now - history.raw, self.tz)
+            incident = await self.loop.run_in_executor(None, self._build_incident, ip,
+                                                       now - history.raw)
+            if mailer is None:
+                return
             message, settings = incident_message(
                 history.incident_template, mailer.settings,
                 reporter_of(history, mailer.settings, socket.gethostname()), incident, abuse)
-        except (NoIncident, ValueError) as exc:
+        except (NoIncident, ValueError, sqlite3.Error) as exc:
             log.warning("incident report about %s not made: %s", ip, exc)
             return
+        finally:
+            self._building.discard(ip)
         mailer.send_message(message, f"incident report about {ip}", settings.destination)
-        db.execute("INSERT INTO incidents VALUES (?, ?, ?, ?)",
-                   (ip, now, history.incident_template, abuse))
+        daemon.store.connection.execute("INSERT INTO incidents VALUES (?, ?, ?, ?)",
+                                        (ip, now, history.incident_template, abuse))
         log.info("incident report about %s queued for %s (%d bans)", ip, abuse, bans)
+
+    def _build_incident(self, ip: str, since: float) -> Incident:
+        assert self.tz is not None
+        db = open_readonly(self.daemon.config.daemon.dbfile)
+        try:
+            return build_incident(db, ip, since, self.tz)
+        finally:
+            db.close()
