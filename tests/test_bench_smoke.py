@@ -25,6 +25,7 @@ def test_bench_run_smoke(needs_root: None, tmp_path: Path) -> None:
         assert 0 < figures[f"storm_{what}_p50_ms"] <= figures[f"storm_{what}_max_ms"]
     assert figures["history_store_storm_s"] > 0  # the storm's failures were stored
     assert figures["history_store_storm_with_address_index_s"] > 0
+    assert figures["history_incident_s"] > 0  # the evidence was found (else: NoIncident)
     table = (tmp_path / "out" / "smoke.md").read_text()
     assert "| auth_lines_per_s |" in table and "x fail2ban" in table
     assert "| unban |" in table and "bench/history_writes.py" in table
