@@ -190,7 +190,7 @@ class ControlServer:
                 await writer.drain()
                 await asyncio.sleep(0)  # the log and other commands go on between batches
         except ConnectionError:
-            raise
+            raise  # the client hung up: _serve notes it, nothing to report
         except Exception:
             log.exception("control answer failed half-way")
             return
